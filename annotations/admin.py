@@ -1,3 +1,34 @@
+from __future__ import annotations
+
 from django.contrib import admin
 
-# Register your models here.
+from .models import AuditEvent, LabelClass, LabelLayer, Mosaic
+
+
+@admin.register(LabelClass)
+class LabelClassAdmin(admin.ModelAdmin):
+    list_display = ["value", "key", "name", "colour"]
+
+
+@admin.register(Mosaic)
+class MosaicAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "width", "height", "um_per_px", "status", "held_out", "uploaded_by", "created_at"]
+    list_filter = ["status", "held_out"]
+    search_fields = ["name", "original_filename", "checksum"]
+    readonly_fields = ["checksum", "file_size", "width", "height", "working_width", "working_height", "bit_depth"]
+
+
+@admin.register(LabelLayer)
+class LabelLayerAdmin(admin.ModelAdmin):
+    list_display = ["id", "mosaic", "source", "author", "revision", "labelled_pixels", "updated_at"]
+    list_filter = ["source"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "verb", "target_type", "target_id"]
+    list_filter = ["verb", "target_type"]
+    readonly_fields = ["at", "actor", "verb", "target_type", "target_id", "details"]
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False

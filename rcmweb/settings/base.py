@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "annotations",
     "inference",
     "frontend",
@@ -108,6 +109,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Review and correct MUNet annotations of reflectance confocal microscopy mosaics.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI is served from the sidecar package: no CDN needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery -------------------------------------------------------------------------------
@@ -134,7 +139,6 @@ CELERY_TASK_ROUTES = {
     "inference.tasks.train*": {"queue": "training"},
     "inference.tasks.evaluate*": {"queue": "training"},
 }
-CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Domain limits --------------------------------------------------------------------------
 # Working resolution of labels, predictions and edits (paper: 1/4 of ~1 µm/px).
@@ -146,3 +150,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("RCMWEB_LOG_LEVEL", "INFO")},
 }
+# Largest upload accepted. 2 GiB admits a 20000 × 20000 px RGB 8-bit (1.2 GB) or 16-bit gray (0.8 GB)
+# uncompressed TIFF with room for tags and padding; larger files are refused while streaming.
+RCMWEB_MAX_UPLOAD_BYTES = int(os.environ.get("RCMWEB_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
+# Uploads above this size are streamed to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024

@@ -1,0 +1,200 @@
+"""Writes for mosaics and the audit trail. Keyword-only, atomic, each with its audit row."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from inference.models import Job
+from inference.services import ProgressReporter, job_create
+
+from . import imaging
+from .imaging import ImageRejected
+from .models import AuditEvent, LabelClass, Mosaic
+
+logger = logging.getLogger(__name__)
+
+# Bytes read per chunk while copying and hashing an upload (bounded memory for multi-GB files).
+COPY_CHUNK_BYTES = 8 * 1024 * 1024
+DEFAULT_UM_PER_PX = 1.0
+
+
+def audit_record(*, actor: Any, verb: str, target: Any, details: dict[str, Any] | None = None) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
+        verb=verb,
+        target_type=target._meta.label_lower,
+        target_id=str(target.pk),
+        details=details or {},
+    )
+
+
+def label_classes_sync(*, classes: Iterable[Any]) -> None:
+    """Create or update the ``LabelClass`` rows from the core's class list."""
+    for info in classes:
+        LabelClass.objects.update_or_create(
+            value=info.value, defaults={"key": info.key, "name": info.name, "colour": info.colour}
+        )
+
+
+def _max_upload_bytes() -> int:
+    return int(settings.RCMWEB_MAX_UPLOAD_BYTES)
+
+
+def _copy_and_hash(source: BinaryIO, target: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    limit = _max_upload_bytes()
+    with target.open("wb") as out:
+        while chunk := source.read(COPY_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise ImageRejected(
+                    f"The file is larger than the limit of {limit / 2**20:,.0f} MiB. "
+                    "Export the mosaic as a compressed TIFF, or ask an admin to raise RCMWEB_MAX_UPLOAD_BYTES."
+                )
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _resolve_um_per_px(given: float | None, from_tags: float | None) -> tuple[float, str]:
+    if given is not None:
+        low, high = imaging.PLAUSIBLE_UM_PER_PX
+        if not math.isfinite(given) or not low <= given <= high:
+            raise ImageRejected(f"µm/px must be a number between {low} and {high}; got {given!r}.")
+        return float(given), "given"
+    if from_tags is not None:
+        return from_tags, "file"
+    return DEFAULT_UM_PER_PX, "default"
+
+
+def mosaic_upload(*, source: BinaryIO, filename: str, user: Any, name: str = "",
+                  um_per_px: float | None = None) -> tuple[Mosaic, bool]:
+    """Validate an uploaded file, store it and queue its ingest. Returns ``(mosaic, created)``.
+
+    The same bytes uploaded twice give the existing mosaic (``created`` False). Any rejection raises
+    :class:`ImageRejected` and leaves nothing in the database or on disk.
+    """
+    declared = imaging.check_filename(filename)
+    staging_dir = Path(settings.MEDIA_ROOT) / "staging"
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    staged = staging_dir / f"{uuid.uuid4().hex}{Path(filename).suffix.lower()}"
+    try:
+        checksum, size = _copy_and_hash(source, staged)
+        if size == 0:
+            raise ImageRejected("The file is empty. Upload an image: " + imaging.ACCEPTED_DESCRIPTION + ".")
+        existing = Mosaic.objects.filter(checksum=checksum).first()
+        if existing is not None:
+            return existing, False
+        info = imaging.inspect(staged, declared_format=declared)
+        imaging.check_decodes(staged)
+        resolved_um, um_source = _resolve_um_per_px(um_per_px, info.um_per_px)
+        working_um = float(settings.WORKING_UM_PER_PX)
+        work_w, work_h = imaging.working_size(info.width, info.height, um_per_px=resolved_um,
+                                              working_um_per_px=working_um)
+        try:
+            mosaic = _mosaic_create(
+                staged=staged, filename=filename, name=name or Path(filename).stem, checksum=checksum, size=size,
+                info=info, um_per_px=resolved_um, um_source=um_source, working_um=working_um,
+                working_wh=(work_w, work_h), user=user,
+            )
+        except IntegrityError:  # the same file arrived concurrently: one mosaic
+            return Mosaic.objects.get(checksum=checksum), False
+        return mosaic, True
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _mosaic_create(*, staged: Path, filename: str, name: str, checksum: str, size: int,
+                   info: imaging.ImageInfo, um_per_px: float, um_source: str, working_um: float,
+                   working_wh: tuple[int, int], user: Any) -> Mosaic:
+    """Rows (mosaic, ingest job, audit) and the stored original, all or nothing."""
+    folder: Path | None = None
+    try:
+        with transaction.atomic():
+            mosaic = Mosaic.objects.create(
+                name=name[:255], original_filename=filename[:255], checksum=checksum, file_size=size,
+                width=info.width, height=info.height, um_per_px=um_per_px, um_per_px_source=um_source,
+                bit_depth=info.bit_depth, working_um_per_px=working_um, working_width=working_wh[0],
+                working_height=working_wh[1], uploaded_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+            job = job_create(kind=Job.Kind.INGEST, mosaic=mosaic, user=user)
+            audit_record(actor=user, verb="mosaic.upload", target=mosaic,
+                         details={"filename": filename, "checksum": checksum, "bytes": size})
+            folder = mosaic.folder
+            if folder.exists():  # left by a database that was reset under the media folder
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            shutil.copyfile(staged, original_path(mosaic))
+            transaction.on_commit(lambda: _enqueue_ingest(job.pk))
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return mosaic
+
+
+def original_path(mosaic: Mosaic) -> Path:
+    suffix = Path(mosaic.original_filename).suffix.lower()
+    return mosaic.folder / f"original{suffix}"
+
+
+def _enqueue_ingest(job_id: int) -> None:
+    from .tasks import ingest_mosaic
+
+    ingest_mosaic.delay(job_id)
+
+
+def mosaic_ingest(*, mosaic_id: int, progress: ProgressReporter) -> str:
+    """Build the pyramid, the working-resolution copy and the thumbnail. Idempotent: outputs are written
+    to a scratch folder and moved into place, so a rerun after a crash starts clean."""
+    mosaic = Mosaic.objects.get(pk=mosaic_id)
+    Mosaic.objects.filter(pk=mosaic_id).update(status=Mosaic.Status.INGESTING, failure_reason="")
+    folder = mosaic.folder
+    scratch = folder / "ingest-scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        progress(0.05, "Decoding", force=True)
+        image = imaging.load_gray8(original_path(mosaic))
+        progress(0.25, "Building the Deep Zoom pyramid", force=True)
+        imaging.write_pyramid(image, scratch / "dzi")
+        progress(0.8, "Writing the working-resolution copy", force=True)
+        imaging.write_working_copy(image, scratch / "working.png", width=mosaic.working_width,
+                                   height=mosaic.working_height)
+        progress(0.95, "Writing the thumbnail", force=True)
+        imaging.write_thumbnail(image, scratch / "thumbnail.jpg")
+        for name in ("dzi", "working.png", "thumbnail.jpg"):
+            target = folder / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            (scratch / name).rename(target)
+    except Exception as exc:
+        Mosaic.objects.filter(pk=mosaic_id).update(status=Mosaic.Status.FAILED, failure_reason=str(exc)[:2000])
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    Mosaic.objects.filter(pk=mosaic_id).update(status=Mosaic.Status.READY)
+    return f"Ready: {mosaic.width} × {mosaic.height} px"
+
+
+def mosaic_delete(*, mosaic: Mosaic, user: Any) -> None:
+    """Delete a mosaic, its rows and its files; the audit row stays."""
+    folder = mosaic.folder
+    with transaction.atomic():
+        audit_record(actor=user, verb="mosaic.delete", target=mosaic,
+                     details={"name": mosaic.name, "checksum": mosaic.checksum})
+        mosaic.delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
