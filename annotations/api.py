@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -14,6 +14,7 @@ from rcmweb.access import get_for_user, is_admin
 from . import selectors, services
 from .imaging import ImageRejected
 from .models import Mosaic
+from .parsers import RawNameMultiPartParser
 from .serializers import LabelClassSerializer, MosaicSerializer, MosaicUploadSerializer
 
 
@@ -28,7 +29,7 @@ class MosaicViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
                     mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = MosaicSerializer
     permission_classes = [permissions.IsAuthenticated, IsAdminForWrites]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [RawNameMultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):  # noqa: ANN201 - DRF hook
         return selectors.mosaic_list(self.request.user)

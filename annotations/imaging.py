@@ -9,7 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyvips
+from PIL import Image as PILImage
 
 # Largest mosaic admitted: 20000 × 20000 px (a 20 mm field at 1 µm/px, beyond any RCM mosaic we know of);
 # checked from the header before any pixel is decoded.
@@ -53,7 +55,7 @@ class ImageInfo:
 
 def check_filename(filename: str) -> str:
     """Return the extension's format; refuse names with path parts or unknown extensions."""
-    if not filename or not _SAFE_NAME.match(filename) or filename in {".", ".."} or ".." in filename.split("."):
+    if not filename or not _SAFE_NAME.match(filename) or filename.strip() in {".", ".."}:
         raise ImageRejected(
             f"File name {filename!r} is not allowed: give a plain file name without folders, '/', '\\' or '..'."
         )
@@ -115,17 +117,14 @@ def inspect(path: Path, *, declared_format: str) -> ImageInfo:
             f"The file is named as {declared_format.upper()} but its content is {actual.upper()}. "
             "Rename it with the right extension."
         )
+    if actual == "bmp":  # libvips has no BMP loader of its own: Pillow reads BMP
+        return _inspect_bmp(path)
     try:
         image = pyvips.Image.new_from_file(str(path), access="sequential")
     except pyvips.Error as exc:
         raise ImageRejected(f"The {actual.upper()} header cannot be read ({_first_line(exc)}).") from exc
     width, height = image.width, image.height
-    if width * height > MAX_PIXELS:
-        raise ImageRejected(
-            f"The image is {width} × {height} px; at most {MAX_PIXELS:,} pixels (e.g. 20000 × 20000) are accepted."
-        )
-    if min(width, height) < MIN_SIDE_PX:
-        raise ImageRejected(f"The image is {width} × {height} px; each side must be at least {MIN_SIDE_PX} px.")
+    _check_size(width, height)
     if image.format not in ("uchar", "ushort"):
         raise ImageRejected(
             f"Pixel type {image.format!r} is not supported. Accepted: 8-bit (uchar) or 16-bit (ushort) "
@@ -139,6 +138,42 @@ def inspect(path: Path, *, declared_format: str) -> ImageInfo:
     return ImageInfo(actual, width, height, image.bands, bit_depth, _um_per_px_from_tags(image, actual))
 
 
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageRejected(
+            f"The image is {width} × {height} px; at most {MAX_PIXELS:,} pixels (e.g. 20000 × 20000) are accepted."
+        )
+    if min(width, height) < MIN_SIDE_PX:
+        raise ImageRejected(f"The image is {width} × {height} px; each side must be at least {MIN_SIDE_PX} px.")
+
+
+# Pillow modes we accept from BMP files, with their bit depth.
+_BMP_MODES = {"L": 8, "P": 8, "RGB": 8, "RGBA": 8}
+
+
+def _inspect_bmp(path: Path) -> ImageInfo:
+    try:
+        with PILImage.open(path) as image:  # reads the header only
+            width, height, mode = image.width, image.height, image.mode
+    except (OSError, ValueError, PILImage.DecompressionBombError) as exc:
+        raise ImageRejected(f"The BMP header cannot be read ({exc}).") from exc
+    _check_size(width, height)
+    if mode not in _BMP_MODES:
+        raise ImageRejected(f"BMP pixel mode {mode!r} is not supported. Accepted: 8-bit gray, palette or RGB.")
+    return ImageInfo("bmp", width, height, 1 if mode in ("L", "P") else 3, 8, None)
+
+
+def _load_bmp(path: Path) -> pyvips.Image:
+    PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS  # the header was checked; allow up to our own limit
+    try:
+        with PILImage.open(path) as image:
+            array = np.asarray(image.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise ImageRejected(f"The image data is truncated or corrupt ({exc}). Upload the complete file.") from exc
+    height, width = array.shape
+    return pyvips.Image.new_from_memory(np.ascontiguousarray(array).tobytes(), width, height, 1, "uchar")
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else exc.__class__.__name__
@@ -146,8 +181,11 @@ def _first_line(exc: Exception) -> str:
 
 def check_decodes(path: Path) -> None:
     """Decode every pixel once (streaming): truncated or corrupt files are refused here."""
+    if _is_bmp(path):
+        _load_bmp(path)
+        return
     try:
-        image = pyvips.Image.new_from_file(str(path), access="sequential", fail_on="truncated")
+        image = pyvips.Image.new_from_file(str(path), access="sequential", fail_on="error")
         image.avg()
     except pyvips.Error as exc:
         raise ImageRejected(
@@ -155,28 +193,51 @@ def check_decodes(path: Path) -> None:
         ) from exc
 
 
-def to_gray8(image: pyvips.Image) -> pyvips.Image:
-    """Gray, 8-bit: alpha dropped, RGB → luminance, 16-bit mapped linearly from the
-    ``HIGH_BIT_LOW_PERCENT``–``HIGH_BIT_HIGH_PERCENT`` percentiles to 0–255 (clipped)."""
+def _drop_alpha_and_colour(image: pyvips.Image) -> pyvips.Image:
     if image.bands in (2, 4):
         image = image.extract_band(0, n=image.bands - 1)
     if image.bands == 3:
         image = image.colourspace("b-w") if image.format == "uchar" else image.colourspace("grey16")
+    return image
+
+
+def to_gray8(image: pyvips.Image, *, high_bit_range: tuple[float, float] | None = None) -> pyvips.Image:
+    """Gray, 8-bit: alpha dropped, RGB → luminance, 16-bit mapped linearly from ``high_bit_range``
+    (by default its ``HIGH_BIT_LOW_PERCENT``–``HIGH_BIT_HIGH_PERCENT`` percentiles) to 0–255, clipped."""
+    image = _drop_alpha_and_colour(image)
     if image.format == "ushort":
-        low = image.percent(HIGH_BIT_LOW_PERCENT)
-        high = image.percent(HIGH_BIT_HIGH_PERCENT)
-        if high <= low:
-            high = low + 1
-        image = ((image - low) * (255.0 / (high - low))).cast("uchar")  # cast clips to 0..255
+        low, high = high_bit_range if high_bit_range is not None else _percentile_range(image)
+        image = ((image - low) * (255.0 / max(high - low, 1.0))).cast("uchar")  # cast clips to 0..255
     elif image.format != "uchar":
         image = image.cast("uchar")
     return image.copy(interpretation="b-w")
 
 
+def _percentile_range(image: pyvips.Image) -> tuple[float, float]:
+    return float(image.percent(HIGH_BIT_LOW_PERCENT)), float(image.percent(HIGH_BIT_HIGH_PERCENT))
+
+
 def load_gray8(path: Path) -> pyvips.Image:
-    """The whole image as 8-bit gray, in memory (decoded once, then reused by every output)."""
-    source = pyvips.Image.new_from_file(str(path), access="sequential", fail_on="truncated")
-    return to_gray8(source).copy_memory()
+    """The whole image as 8-bit gray, in memory (decoded once, then reused by every output).
+
+    16-bit files are read twice in streaming mode (percentiles, then conversion) rather than held in memory
+    at 16 bits."""
+    if _is_bmp(path):
+        return _load_bmp(path).copy(interpretation="b-w")
+
+    def open_() -> pyvips.Image:
+        return pyvips.Image.new_from_file(str(path), access="sequential", fail_on="error")
+
+    source = open_()
+    high_bit_range = _percentile_range(_drop_alpha_and_colour(source)) if source.format == "ushort" else None
+    if high_bit_range is not None:
+        source = open_()
+    return to_gray8(source, high_bit_range=high_bit_range).copy_memory()
+
+
+def _is_bmp(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return sniff_format(fh.read(16)) == "bmp"
 
 
 def working_size(width: int, height: int, *, um_per_px: float, working_um_per_px: float) -> tuple[int, int]:

@@ -91,3 +91,94 @@ def eager_celery(settings):
     yield app
     app.conf.task_always_eager = False
     app.conf.task_eager_propagates = False
+
+
+# --- A real Celery worker process on the configured broker ------------------------------------------------
+
+# A worker needs a few seconds to import Django and PyTorch and connect; anything slower is a failure.
+WORKER_START_TIMEOUT_S = 60
+
+
+def _database_url_of_test_db() -> str:
+    from django.db import connection
+
+    conf = connection.settings_dict
+    if conf["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{conf['NAME']}"
+    user = conf.get("USER") or ""
+    password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{conf['PORT']}" if conf.get("PORT") else ""
+    return f"postgres://{auth}{conf.get('HOST') or '127.0.0.1'}{port}/{conf['NAME']}"
+
+
+class WorkerProcess:
+    """``celery worker`` in a child process, sharing this test run's database, media folder and broker."""
+
+    def __init__(self, settings, queues: str = "default,inference,training") -> None:
+        import os
+        import subprocess
+        import sys
+
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="rcmweb.settings.test",
+            RCMWEB_TEST_DATA_DIR=str(settings.DATA_DIR),
+            DATABASE_URL=_database_url_of_test_db(),
+            PYTHONUNBUFFERED="1",
+        )
+        self.log_path = Path(settings.DATA_DIR) / f"worker-{os.getpid()}-{id(self)}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "rcmweb", "worker", "--queues", queues, "--concurrency", "1",
+             "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except Exception:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def purge_broker():
+    """Empty the queues before a worker test so messages of other tests cannot interfere."""
+    from rcmweb.celery import app, ensure_broker_folders
+
+    ensure_broker_folders()
+    with app.connection_for_write() as conn:
+        for queue in ("default", "inference", "training"):
+            conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+            conn.default_channel.queue_purge(queue)
+    yield
+
+
+@pytest.fixture
+def celery_worker_process(settings, transactional_db, purge_broker):
+    worker = WorkerProcess(settings)
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2,
+             describe: Callable[[], str] = lambda: "") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s. {describe()}")
