@@ -9,3 +9,7 @@ from .base import *  # noqa: F403
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "local-development-only-not-secret")
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", *os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",")]
+
+# Serve static files (and OpenSeadragon from node_modules) straight from the finders: no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
