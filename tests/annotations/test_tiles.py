@@ -7,11 +7,18 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.test import Client
 
-from annotations import services
+from annotations import services, tiles
 from annotations.models import Mosaic
 from tests.conftest import PASSWORD, gray_image, png_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_grants():
+    tiles.forget_tile_grants()
+    yield
+    tiles.forget_tile_grants()
 
 
 @pytest.fixture
@@ -80,3 +87,15 @@ def test_anonymous_and_roleless_users_get_no_tiles(client, make_user, mosaic) ->
     make_user("nobody", None)
     assert client.login(username="nobody", password=PASSWORD)
     assert client.get(dzi).status_code == 404
+
+
+def test_grant_is_per_session_and_expires(expert_client, client, make_user, mosaic, monkeypatch) -> None:
+    dzi, _ = urls(mosaic)
+    assert expert_client.get(dzi).status_code == 200  # remembered for this session only
+    make_user("nobody", None)
+    assert client.login(username="nobody", password=PASSWORD)
+    assert client.get(dzi).status_code == 404
+    expert_client.logout()
+    monkeypatch.setattr(tiles, "TILE_GRANT_TTL_S", 0.0)
+    tiles.forget_tile_grants()
+    assert expert_client.get(dzi).status_code == 401
