@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from inference.models import Job
-from inference.services import ProgressReporter, job_create
+from inference.services import ProgressReporter, job_create, job_enqueue
 
 from . import imaging
 from .imaging import ImageRejected
@@ -136,7 +136,7 @@ def _mosaic_create(*, staged: Path, filename: str, name: str, checksum: str, siz
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             shutil.copyfile(staged, original_path(mosaic))
-            transaction.on_commit(lambda: _enqueue_ingest(job.pk))
+            job_enqueue(job=job)
     except BaseException:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -147,12 +147,6 @@ def _mosaic_create(*, staged: Path, filename: str, name: str, checksum: str, siz
 def original_path(mosaic: Mosaic) -> Path:
     suffix = Path(mosaic.original_filename).suffix.lower()
     return mosaic.folder / f"original{suffix}"
-
-
-def _enqueue_ingest(job_id: int) -> None:
-    from .tasks import ingest_mosaic
-
-    ingest_mosaic.delay(job_id)
 
 
 def mosaic_ingest(*, mosaic_id: int, progress: ProgressReporter) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rcmweb.settings.local")
 
@@ -25,3 +27,30 @@ def ensure_broker_folders() -> None:
 @app.on_after_configure.connect
 def _after_configure(sender: Celery, **kwargs: object) -> None:
     ensure_broker_folders()
+
+
+# The worker looks for jobs whose worker died this often (s): a dead job waits at most this plus the stale time.
+JOB_REAPER_INTERVAL_S = 15.0
+
+
+@signals.worker_ready.connect
+def _recover_jobs_on_start(sender: object = None, **kwargs: object) -> None:
+    """At start, queue again what a dead worker left behind, then keep watching in a daemon thread."""
+    import threading
+
+    from django.db import close_old_connections
+
+    from inference.services import jobs_recover_stale
+
+    def watch() -> None:
+        first = True
+        while True:
+            try:
+                close_old_connections()
+                jobs_recover_stale(include_queued=first)
+                first = False
+            except Exception:  # keep watching: a database hiccup must not stop recovery for good
+                logging.getLogger(__name__).exception("job recovery failed")
+            time.sleep(JOB_REAPER_INTERVAL_S)
+
+    threading.Thread(target=watch, name="job-recovery", daemon=True).start()
