@@ -1,0 +1,86 @@
+"""Uploading through the page as an admin: byte progress, server messages, ingest progress, ready."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def png_file(name: str, width: int, height: int, seed: int) -> dict:
+    from tests.conftest import gray_image, png_bytes
+
+    return {"name": name, "mimeType": "image/png", "buffer": png_bytes(gray_image(width, height, seed=seed))}
+
+
+def item_row(page, filename: str):
+    return page.locator("tr.item", has_text=filename)
+
+
+def test_upload_follows_ingest_until_ready(page, login, media_root, admin_user, artifacts) -> None:
+    from annotations.models import Mosaic
+    from inference.models import Job
+    from tests.e2e.conftest import ingest_now
+
+    login("ada")
+    page.goto("/mosaics/upload/")
+    page.set_input_files("#file-input", files=[png_file("dermis-01.png", 500, 400, seed=11),
+                                               png_file("tiny.png", 40, 40, seed=12),
+                                               {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    # Refused before sending: the type is not an image type.
+    assert "File type .txt is not accepted" in item_row(page, "notes.txt").inner_text()
+    item_row(page, "dermis-01.png").locator("input[type=text]").fill("Dermis 01")
+    page.fill("#um-input", "0.8")
+    assert page.inner_text("#upload-button") == "Upload 2 files"
+    page.click("#upload-button")
+
+    # Refused by the server with its reason.
+    item_row(page, "tiny.png").locator(".item-state", has_text="Not accepted").wait_for()
+    assert "each side must be at least 64 px" in item_row(page, "tiny.png").inner_text()
+
+    # Accepted: no worker runs in this test, so the ingest job waits; then it runs and the page follows it.
+    row = item_row(page, "dermis-01.png")
+    row.locator(".item-state", has_text="Queued").wait_for()
+    mosaic = Mosaic.objects.get(name="Dermis 01")
+    assert mosaic.um_per_px == pytest.approx(0.8)
+    job = Job.objects.get(mosaic=mosaic)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, progress=0.4,
+                                         message="Building the Deep Zoom pyramid")
+    page.wait_for_function("() => document.querySelector('tr.item .bar')?.getAttribute('aria-valuenow') === '40'")
+    page.screenshot(path=artifacts / "upload-progress.png")
+    Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED)
+    ingest_now(mosaic)
+    link = row.get_by_role("link", name="Open in viewer")
+    link.wait_for()
+    assert "500 × 400 px" in row.inner_text()
+    assert "2 problems" not in page.inner_text("#queue-summary")
+    page.screenshot(path=artifacts / "upload-done.png")
+    link.click()
+    page.wait_for_url(f"**/mosaics/{mosaic.pk}/")
+    page.wait_for_function("() => window.rcmweb?.viewer?.baseImage?.getFullyLoaded()")
+    assert page.js_errors == [] or all("400" in error for error in page.js_errors)
+
+
+def test_same_file_again_points_to_the_existing_mosaic(page, login, ready_mosaic, admin_user) -> None:
+    from annotations.services import original_path
+
+    login("ada")
+    page.goto("/mosaics/upload/")
+    page.set_input_files("#file-input", files=[{"name": "again.png", "mimeType": "image/png",
+                                                "buffer": original_path(ready_mosaic).read_bytes()}])
+    page.click("#upload-button")
+    row = item_row(page, "again.png")
+    row.locator(".item-state", has_text="Already uploaded").wait_for()
+    assert "Already uploaded as “Synthetic lesion”" in row.inner_text()
+    assert row.get_by_role("link", name="Open it").get_attribute("href") == f"/mosaics/{ready_mosaic.pk}/"
+
+
+def test_pixel_size_out_of_range_is_refused_in_the_page(page, login, transactional_db, admin_user) -> None:
+    login("ada")
+    page.goto("/mosaics/upload/")
+    page.set_input_files("#file-input", files=[png_file("a.png", 100, 100, seed=1)])
+    page.fill("#um-input", "500")
+    page.click("#upload-button")
+    assert page.locator("#um-error").is_visible()
+    assert "between 0.05 and 50" in page.inner_text("#um-error")
+    assert "Ready to upload" in item_row(page, "a.png").inner_text()  # nothing was sent
