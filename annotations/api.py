@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from inference.serializers import JobSerializer
 from rcmweb.access import get_for_user, is_admin
 
-from . import selectors, services
+from . import layers, reports, selectors, services
 from .imaging import ImageRejected
 from .models import Mosaic
 from .parsers import RawNameMultiPartParser
-from .serializers import LabelClassSerializer, MosaicSerializer, MosaicUploadSerializer
+from .serializers import (
+    ClassAreaSerializer,
+    LabelClassSerializer,
+    LabelImportSerializer,
+    LayerSerializer,
+    MosaicSerializer,
+    MosaicUploadSerializer,
+)
 
 
 class IsAdminForWrites(permissions.BasePermission):
-    message = "Only admins may upload, change or delete mosaics."
+    message = "Only admins may upload, change, predict, import labels for or delete mosaics."
 
     def has_permission(self, request: Request, view: object) -> bool:
         return request.method in permissions.SAFE_METHODS or is_admin(request.user)
@@ -63,6 +74,83 @@ class MosaicViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
 
     def perform_destroy(self, instance: Mosaic) -> None:
         services.mosaic_delete(mosaic=instance, user=self.request.user)
+
+    @extend_schema(responses=LayerSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def layers(self, request: Request, pk: str) -> Response:
+        """Layers the user may draw over this mosaic: predictions (with uncertainty and coarser levels) and label
+        layers, each with the URL of its lossless raster at working resolution."""
+        return Response(layers.mosaic_layers(request.user, self.get_object()))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("layer", OpenApiTypes.STR, description="Layer key from /layers/ (default: newest)."),
+            OpenApiParameter("output", OpenApiTypes.STR, enum=["json", "csv", "png"], description="Default json."),
+        ],
+        responses={200: ClassAreaSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], url_path="class-areas")
+    def class_areas(self, request: Request, pk: str) -> Response | HttpResponse:
+        """Area (mm²) and share of each class in one layer, as JSON, CSV or a bar chart PNG."""
+        mosaic = self.get_object()
+        available = layers.mosaic_layers(request.user, mosaic)
+        key = request.query_params.get("layer") or (available[0]["key"] if available else None)
+        layer = next((item for item in available if item["key"] == key), None)
+        if layer is None:
+            raise NotFound(f"No layer {key!r} on this mosaic. Available: {[item['key'] for item in available]}.")
+        if layer["kind"] == "prediction":
+            rows = layers.class_areas_from_counts(layer["class_pixels"], um_per_px=mosaic.working_um_per_px)
+        else:
+            from .models import LabelLayer
+            from .rasters import read_raster
+
+            raster = read_raster(LabelLayer.objects.get(pk=layer["layer"]).raster_path)
+            rows = layers.class_areas(raster, um_per_px=mosaic.working_um_per_px)
+        title = f"{mosaic.name}: {layer['title']}"
+        fmt = request.query_params.get("output", "json")
+        stem = f"class-areas-mosaic{mosaic.pk}-{key.replace(':', '-')}"
+        if fmt == "csv":
+            response = HttpResponse(reports.class_areas_csv(rows, title=title), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="{stem}.csv"'
+            return response
+        if fmt == "png":
+            response = HttpResponse(reports.class_areas_png(rows, title=title), content_type="image/png")
+            response["Content-Disposition"] = f'inline; filename="{stem}.png"'
+            return response
+        if fmt != "json":
+            raise NotFound(f"Unknown output {fmt!r}; use json, csv or png.")
+        return Response(ClassAreaSerializer(rows, many=True).data)
+
+    @extend_schema(request=None, responses={202: JobSerializer, 200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def predict(self, request: Request, pk: str) -> Response:
+        """Predict this mosaic again with the active model (admins). Answers the queued or running job."""
+        from inference.services.predictions import prediction_request
+
+        mosaic = self.get_object()
+        job = prediction_request(mosaic=mosaic, user=request.user, force=True)
+        if job is None:
+            return Response({"detail": "No active model, or the mosaic is not ready."},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request={"multipart/form-data": LabelImportSerializer}, responses={201: LayerSerializer})
+    @action(detail=True, methods=["post"], url_path="labels")
+    def import_labels(self, request: Request, pk: str) -> Response:
+        """Import an expert label map (admins): PNG/TIFF at working or full resolution, with a value mapping."""
+        mosaic = self.get_object()
+        form = LabelImportSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        upload = form.validated_data["file"]
+        try:
+            layer = services.label_layer_import(
+                mosaic=mosaic, source=upload, filename=upload.name, user=request.user,
+                value_mapping=form.validated_data.get("value_mapping"), name=form.validated_data.get("name") or "",
+            )
+        except services.LabelsRejected as exc:
+            return Response({"file": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        created = next(item for item in layers.mosaic_layers(request.user, mosaic) if item["key"] == f"layer:{layer.pk}")
+        return Response(created, status=status.HTTP_201_CREATED)
 
 
 class LabelClassViewSet(viewsets.ReadOnlyModelViewSet):

@@ -60,3 +60,43 @@ class MosaicUploadSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=255)
     um_per_px = serializers.FloatField(required=False, allow_null=True,
                                        help_text="Pixel size in µm; default: the file's tags, else 1.0.")
+
+
+class LabelImportSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="PNG or TIFF, one channel, at working or full resolution.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=128)
+    value_mapping = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text='Map file values to classes, e.g. {"1": 2, "2": 3, "0": 255}. Default: values are 0–5 and 255.')
+
+    def validate_value_mapping(self, value: object) -> dict[int, int] | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('Give an object of "file value": class value pairs.')
+        try:
+            return {int(k): int(v) for k, v in value.items()}
+        except (TypeError, ValueError) as exc:
+            raise serializers.ValidationError("Keys and values of the mapping must be integers.") from exc
+
+
+class ClassAreaSerializer(serializers.Serializer):
+    value = serializers.IntegerField()
+    key = serializers.CharField()
+    name = serializers.CharField()
+    colour = serializers.CharField()
+    pixels = serializers.IntegerField()
+    area_mm2 = serializers.FloatField()
+    share_of_labelled = serializers.FloatField()
+    share_of_lesion = serializers.FloatField(allow_null=True)
+
+
+class LayerSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["prediction", "labels"])
+    title = serializers.CharField()
+    url = serializers.CharField(help_text="Lossless PNG of class values at working resolution (255 unlabelled).")
+    uncertainty_url = serializers.CharField(required=False)
+    levels = serializers.ListField(child=serializers.DictField(), required=False)
+    source = serializers.CharField(required=False)
+    revision = serializers.IntegerField(required=False)

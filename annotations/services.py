@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import shutil
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -19,7 +21,7 @@ from inference.services import ProgressReporter, job_create, job_enqueue
 
 from . import imaging
 from .imaging import ImageRejected
-from .models import AuditEvent, LabelClass, Mosaic
+from .models import AuditEvent, LabelClass, LabelLayer, Mosaic
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +183,10 @@ def mosaic_ingest(*, mosaic_id: int, progress: ProgressReporter) -> str:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     Mosaic.objects.filter(pk=mosaic_id).update(status=Mosaic.Status.READY)
+    mosaic.refresh_from_db()
+    from inference.services.predictions import prediction_request
+
+    prediction_request(mosaic=mosaic)  # with the active model, if there is one
     return f"Ready: {mosaic.width} × {mosaic.height} px"
 
 
@@ -192,3 +198,106 @@ def mosaic_delete(*, mosaic: Mosaic, user: Any) -> None:
                      details={"name": mosaic.name, "checksum": mosaic.checksum})
         mosaic.delete()
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+# --- Label layers -------------------------------------------------------------------------------------------
+
+# Largest label file accepted: a full-resolution 20000² 8-bit map uncompressed is 400 MB; label PNGs are far
+# smaller, so anything above this is not a label map.
+MAX_LABEL_FILE_BYTES = 512 * 1024**2
+
+
+class LabelsRejected(ValueError):
+    """The label file cannot be imported; the message says what was wrong and what is allowed."""
+
+
+def _read_label_file(source: BinaryIO, filename: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    suffix = Path(filename).suffix.lower()
+    if suffix not in (".png", ".tif", ".tiff"):
+        raise LabelsRejected(f"Label maps must be PNG or TIFF; got {suffix or 'no extension'!r}.")
+    data = source.read(MAX_LABEL_FILE_BYTES + 1)
+    if len(data) > MAX_LABEL_FILE_BYTES:
+        raise LabelsRejected(f"The label file is larger than {MAX_LABEL_FILE_BYTES // 2**20} MiB.")
+    if not data:
+        raise LabelsRejected("The label file is empty.")
+    Image.MAX_IMAGE_PIXELS = imaging.MAX_PIXELS
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode not in ("L", "P", "I;16", "I"):
+                raise LabelsRejected(
+                    f"Label maps must have one channel of integer class values; this one is {image.mode!r}.")
+            array = np.asarray(image)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise LabelsRejected(f"The label file cannot be read as PNG or TIFF ({exc}).") from exc
+    if array.ndim != 2:
+        raise LabelsRejected(f"Label maps must be a single 2-D channel; got shape {array.shape}.")
+    return array
+
+
+def _to_working(array: np.ndarray, mosaic: Mosaic) -> np.ndarray:
+    """Accept working or full resolution; full resolution is reduced by the majority of labelled pixels."""
+    from .rasters import reduce_labels
+
+    height, width = array.shape
+    if (width, height) == (mosaic.working_width, mosaic.working_height):
+        return array
+    if (width, height) != (mosaic.width, mosaic.height):
+        raise LabelsRejected(
+            f"The label map is {width} × {height} px; it must match the mosaic at full resolution "
+            f"({mosaic.width} × {mosaic.height}) or at working resolution "
+            f"({mosaic.working_width} × {mosaic.working_height})."
+        )
+    return reduce_labels(array, mosaic.working_height, mosaic.working_width)
+
+
+def _apply_mapping(array: np.ndarray, mapping: dict[int, int] | None) -> np.ndarray:
+    from inference.ml.classes import NUM_CLASSES, UNLABELLED
+
+    allowed = set(range(NUM_CLASSES)) | {UNLABELLED}
+    mapping = mapping if mapping is not None else {v: v for v in allowed}
+    bad_targets = sorted({t for t in mapping.values() if t not in allowed})
+    if bad_targets:
+        raise LabelsRejected(f"The value mapping sends values to {bad_targets}; targets must be 0–5 or 255.")
+    present = np.unique(array)
+    unmapped = [int(v) for v in present if int(v) not in mapping]
+    if unmapped:
+        raise LabelsRejected(
+            f"The label map has values {unmapped[:20]} that the value mapping does not cover. "
+            f"Mapped values: {sorted(mapping)}; give a mapping for every value in the file (255 = unlabelled)."
+        )
+    lut = np.full(max(int(present.max()), 255) + 1, UNLABELLED, np.uint8)
+    for source_value, target in mapping.items():
+        if 0 <= source_value < lut.size:
+            lut[source_value] = target
+    return lut[array]
+
+
+def label_layer_import(*, mosaic: Mosaic, source: BinaryIO, filename: str, user: Any,
+                       value_mapping: dict[int, int] | None = None, name: str = "") -> LabelLayer:
+    """Import an expert label map (PNG/TIFF, working or full resolution, values mapped to 0–5/255)."""
+    from .rasters import labelled_pixels, write_raster
+
+    if mosaic.status != Mosaic.Status.READY:
+        raise LabelsRejected(f"Mosaic {mosaic.pk} is {mosaic.status}; labels can be imported once it is ready.")
+    array = _read_label_file(source, filename)
+    mapped = _apply_mapping(array, value_mapping)
+    working = _to_working(mapped, mosaic)
+    raster_path: Path | None = None
+    try:
+        with transaction.atomic():
+            layer = LabelLayer.objects.create(mosaic=mosaic, source=LabelLayer.Source.IMPORT,
+                                              name=(name or Path(filename).name)[:128],
+                                              author=user if getattr(user, "is_authenticated", False) else None,
+                                              labelled_pixels=labelled_pixels(working))
+            raster_path = layer.raster_path
+            write_raster(raster_path, working)
+            audit_record(actor=user, verb="labels.import", target=layer,
+                         details={"filename": filename, "mapping": value_mapping, "mosaic": mosaic.pk,
+                                  "labelled_pixels": layer.labelled_pixels})
+    except BaseException:
+        if raster_path is not None:
+            raster_path.unlink(missing_ok=True)
+        raise
+    return layer

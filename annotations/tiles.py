@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from rcmweb.access import get_for_user
 
+from . import layers
 from .models import Mosaic
 from .selectors import mosaics_visible_to
 
@@ -100,3 +101,15 @@ def thumbnail(request: HttpRequest, mosaic_id: int, rev: str) -> HttpResponse:
     if isinstance(folder, HttpResponse):
         return folder
     return _serve(request, folder / "thumbnail.jpg", f'"{rev}-thumb"', "image/jpeg")
+
+
+@require_GET
+def raster(request: HttpRequest, mosaic_id: int, kind: str, obj_id: int, rev: str, name: str) -> HttpResponse:
+    """A layer raster (lossless PNG of class values, or uncertainty 0–255) at working resolution."""
+    if not request.user.is_authenticated:
+        return HttpResponse("Log in to see layers.", status=401, content_type="text/plain")
+    mosaic = get_for_user(mosaics_visible_to(request.user), mosaic_id)
+    path = layers.raster_path(request.user, mosaic, kind, obj_id, rev, name)
+    if path is None:
+        raise Http404("No such layer revision.")
+    return _serve(request, path, f'"{kind}-{obj_id}-{rev}-{name}"', "image/png")

@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 
 from rcmweb.access import Role, has_role, is_admin
 
-from .models import Job
+from .models import Job, ModelVersion
 
 
 def jobs_visible_to(user: Any) -> QuerySet[Job]:
@@ -18,3 +18,7 @@ def jobs_visible_to(user: Any) -> QuerySet[Job]:
     if has_role(user, Role.EXPERT, Role.TRAINEE):
         return Job.objects.filter(Q(kind__in=[Job.Kind.INGEST, Job.Kind.PREDICT]))
     return Job.objects.none()
+
+
+def model_versions() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("parent", "created_by")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import Job
+from .models import Job, ModelVersion, Prediction
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -14,4 +14,32 @@ class JobSerializer(serializers.ModelSerializer):
             "id", "kind", "state", "progress", "message", "attempts", "max_attempts", "error", "params", "info",
             "mosaic", "created_at", "started_at", "finished_at",
         ]
+        read_only_fields = fields
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    parent_name = serializers.CharField(source="parent.name", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "architecture", "weights_sha256", "parent", "parent_name", "status",
+                  "training_summary", "metrics", "notes", "created_by", "created_at", "activated_at"]
+        read_only_fields = fields
+
+
+class ModelVersionRegisterSerializer(serializers.Serializer):
+    weights = serializers.FileField(help_text="A safetensors file written by inference.ml.weights.save_model.")
+    name = serializers.CharField(max_length=128)
+    notes = serializers.CharField(required=False, allow_blank=True)
+    activate = serializers.BooleanField(required=False, default=False)
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version_name = serializers.CharField(source="model_version.name", read_only=True)
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "mosaic", "model_version", "model_version_name", "mode", "window", "overlap", "levels",
+                  "class_pixels", "seconds", "created_at"]
         read_only_fields = fields

@@ -182,3 +182,43 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s. {describe()}")
+
+
+# --- Tiny models and ready mosaics ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Callable[..., Path]:
+    """Write a tiny MUNet (seeded, untrained) as a safetensors file; returns its path."""
+
+    def make(seed: int = 0, name: str = "tiny") -> Path:
+        import torch
+
+        from inference.ml.models import ModelConfig, build_model
+        from inference.ml.weights import save_model
+
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(arch="munet", levels=2, base_channels=4))
+        path = tmp_path / f"{name}-{seed}.safetensors"
+        save_model(path, model, metadata={"metrics": {"mean_dice": 0.5 + seed / 100}, "training": {"seed": seed}})
+        return path
+
+    return make
+
+
+@pytest.fixture
+def ready_mosaic(admin_user, media_root, eager_celery) -> Callable[..., object]:
+    """Upload and ingest (eagerly) a small textured mosaic; returns the Mosaic."""
+    import io
+
+    from annotations import services
+    from annotations.models import Mosaic
+
+    def make(width: int = 512, height: int = 384, seed: int = 0) -> Mosaic:
+        mosaic, _ = services.mosaic_upload(source=io.BytesIO(png_bytes(gray_image(width, height, seed=seed))),
+                                           filename=f"m{seed}.png", user=admin_user, um_per_px=1.0)
+        mosaic.refresh_from_db()
+        assert mosaic.status == Mosaic.Status.READY, mosaic.failure_reason
+        return mosaic
+
+    return make

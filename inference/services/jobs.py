@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Job
+from ..models import Job
 
 logger = logging.getLogger(__name__)
 

@@ -119,14 +119,22 @@ SPECTACULAR_SETTINGS = {
 # Default: kombu's filesystem transport, a broker that needs no server.
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
+
+
+def filesystem_broker_options(folder: Path) -> dict[str, object]:
+    """kombu's filesystem transport keeps messages, processed files and control exchanges under ``folder``."""
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(BROKER_DIR)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for the next one
@@ -155,3 +163,8 @@ LOGGING = {
 RCMWEB_MAX_UPLOAD_BYTES = int(os.environ.get("RCMWEB_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 # Uploads above this size are streamed to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+# Tiled-inference mode of prediction jobs: "fast" (documented in inference/ml/infer.py; ≥ 99 % of pixels as in
+# paper mode at a fraction of the time) or "paper" (256 px windows, 75 % overlap, as in the MUNet paper).
+RCMWEB_PREDICT_MODE = os.environ.get("RCMWEB_PREDICT_MODE", "fast")
+# A running job whose heartbeat is older than this (s) lost its worker and is queued again.
+RCMWEB_JOB_STALE_AFTER_S = float(os.environ.get("RCMWEB_JOB_STALE_AFTER_S", "60"))
