@@ -8,13 +8,12 @@ import io
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import Image
 
 from annotations import layers, services
 from annotations.models import AuditEvent, LabelLayer
 from annotations.rasters import reduce_labels
-from django.test import Client
-
 from tests.conftest import client_for, png_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
