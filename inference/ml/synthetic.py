@@ -49,6 +49,7 @@ PREFILTER_PX = 0.5  # every feature profile is widened by this many pixels (in q
 MIN_BLUR_PX = 0.25  # a Gaussian blur narrower than this (in px) changes nothing visible and is skipped
 MIN_RUN_GAP_PX = 64  # column runs of one class closer than this are textured together (fewer, longer calls)
 UNLABELLED_SAMPLES = 1_000_000  # pixels sampled to place the unlabelled threshold: share error well under 0.5 %
+UM_PER_PX_RANGE = (0.05, 100.0)  # from far below optical resolution to a thumbnail; outside is surely a unit mix-up
 MAX_MOSAIC_PIXELS = 40_000 * 40_000  # far above the 12000 x 12000 of a real mosaic; beyond this a typo is likelier
 # than a request (the outputs alone would take > 4.8 GB)
 
@@ -66,7 +67,7 @@ HAZE_SCALE_UM = 40.0  # blotches of the aspecific pattern
 BRIGHTNESS_DEPTH = 0.12  # +-12 % (1 s.d.) slow brightness variation, as depth and pressure vary across a mosaic
 UNLABELLED_SCALE_UM = 220.0  # size of the blobs the experts left unlabelled
 UNLABELLED_RANGE = (0.17, 0.28)  # share of unlabelled pixels in ``partial``: inside the 15-30 % of the spec,
-# with a margin for the coarse-to-fine quantisation of the threshold
+# with a margin for placing the threshold on a sample of the pixels
 UNLABELLED_EDGE_UM = 120.0  # experts leave ambiguous borders between regions unlabelled more often ...
 UNLABELLED_EDGE_WEIGHT = 1.0  # ... by this much (in s.d. of the blob field) right at a border
 
@@ -143,6 +144,7 @@ class _Lattice:
 
 
 def _lattice(rng: np.random.Generator, spacing: float, extent_y: float, extent_x: float, jitter: float) -> _Lattice:
+    """Points over ``extent_y`` x ``extent_x`` µm; ``jitter`` 0 puts each at its cell centre, 1 anywhere in its cell."""
     ny = math.ceil(extent_y / spacing) + 3
     nx = math.ceil(extent_x / spacing) + 3
     iy = np.arange(ny, dtype=np.float32)[:, None] - 0.5
@@ -284,7 +286,7 @@ def _quantile_threshold(values: np.ndarray, share_above: float) -> float:
 _F_ART, _F_LES, _F_NEST, _F_ASP, _F_RING, _F_BRIGHT, _F_UNL, _F_HAZE = range(8)
 _LAYOUT_FIELDS = (_F_ART, _F_LES, _F_NEST, _F_ASP, _F_RING, _F_BRIGHT, _F_UNL)  # needed on every pixel
 _DOTTED = (MESHWORK, RING, NESTED, ASPECIFIC)  # classes whose texture uses the shared bead field
-_CLS_SLOT = {f: i for i, f in enumerate(_LAYOUT_FIELDS)}  # field -> position in ``layout_rows``'s output
+_CLS_SLOT = {f: i for i, f in enumerate(_LAYOUT_FIELDS)}  # field -> its row in a ``field_block(_LAYOUT_FIELDS, ...)``
 
 
 class _Scene:
@@ -581,8 +583,9 @@ def _check_args(height: int, width: int, um_per_px: float, shift: float) -> None
         raise ValueError(f"mosaic size must be at least 1 x 1 px, got {height} x {width}")
     if height * width > MAX_MOSAIC_PIXELS:
         raise ValueError(f"mosaic of {height} x {width} px exceeds the limit of {MAX_MOSAIC_PIXELS} pixels")
-    if not (0.05 <= um_per_px <= 100.0):
-        raise ValueError(f"um_per_px must be in [0.05, 100] (RCM is ~1 µm/px full size, ~4 working), got {um_per_px}")
+    lo, hi = UM_PER_PX_RANGE
+    if not (lo <= um_per_px <= hi):
+        raise ValueError(f"um_per_px must be in [{lo}, {hi}] (RCM is ~1 µm/px full size, ~4 working), got {um_per_px}")
     if not (0.0 <= shift <= 1.0):
         raise ValueError(f"shift must be in [0, 1], got {shift}")
 
