@@ -46,3 +46,17 @@ def sig3(value: float | str) -> str:
         return f"{float(value):#.3g}".rstrip(".")
     except (TypeError, ValueError):
         return str(value)
+
+
+@register.filter
+def binary_size(value: int) -> str:
+    """Bytes in binary units as the scripts write them: 2147483648 → "2 GiB", 1572864 → "1.5 MiB"."""
+    size = float(value)
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    if unit == "B" or size >= 100 or size.is_integer():
+        return f"{size:.0f} {unit}"
+    return f"{size:.1f} {unit}"

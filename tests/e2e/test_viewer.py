@@ -167,3 +167,15 @@ def test_viewer_of_an_ingesting_mosaic_opens_when_ready(page, login, media_root,
     page.wait_for_function("() => window.rcmweb?.viewer?.baseImage?.getFullyLoaded()")
     assert not status.is_visible()
     assert page.js_errors == []
+
+
+def test_fullscreen_button_puts_the_viewer_and_its_panels_in_fullscreen(page, login, ready_mosaic,
+                                                                         expert_user) -> None:
+    open_viewer(page, login, ready_mosaic)
+    page.click("[data-tool=fullscreen]")
+    page.wait_for_function("() => document.fullscreenElement?.id === 'viewer-shell'")
+    assert page.get_attribute("[data-tool=fullscreen]", "aria-pressed") == "true"
+    assert page.get_attribute("[data-tool=fullscreen]", "aria-label") == "Leave fullscreen"
+    page.keyboard.press("f")
+    page.wait_for_function("() => document.fullscreenElement === null")
+    assert page.get_attribute("[data-tool=fullscreen]", "aria-pressed") == "false"

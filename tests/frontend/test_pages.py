@@ -125,6 +125,7 @@ def test_upload_page_renders_for_admins(admin_user, settings) -> None:
     assert 'id="file-input"' in html and "multiple" in html and 'accept=".tif,.tiff,.png,.bmp,.jpg,.jpeg"' in html
     assert 'id="um-input"' in html and 'min="0.05"' in html and 'max="50.0"' in html
     assert f'data-max-bytes="{3 * 1024**3}"' in html
+    assert "At most 3 GiB per file." in html
     assert 'data-api-url="/api/mosaics/"' in html
     assert "csrfmiddlewaretoken" in html
     assert "type=\"module\" src=\"/static/frontend/js/upload.js\"" in html

@@ -18,8 +18,8 @@ export const JOB_KIND_LABELS = {
 
 export const UM_SOURCE_LABELS = {
   given: 'set at upload',
-  file: 'from the file’s tags',
-  default: 'default (file has no tags)',
+  file: 'from file tags',
+  default: 'default (no tags)',
 };
 
 export function formatInt(value) {
@@ -56,7 +56,8 @@ export function formatBytes(bytes) {
     value /= 1024;
     unit += 1;
   }
-  return `${unit === 0 ? value : value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+  const digits = unit === 0 || value >= 100 || Number.isInteger(value) ? 0 : 1;
+  return `${value.toFixed(digits)} ${units[unit]}`;
 }
 
 /** Whole percent of a 0..1 fraction, clamped. */
