@@ -179,3 +179,49 @@ def test_fullscreen_button_puts_the_viewer_and_its_panels_in_fullscreen(page, lo
     page.keyboard.press("f")
     page.wait_for_function("() => document.fullscreenElement === null")
     assert page.get_attribute("[data-tool=fullscreen]", "aria-pressed") == "false"
+
+
+def test_arrow_keys_pan_the_view(page, login, ready_mosaic, expert_user) -> None:
+    open_viewer(page, login, ready_mosaic)
+    page.keyboard.press("1")
+    page.wait_for_function("() => Math.abs(window.rcmweb.viewer.imageZoom() - 1) < 1e-6")
+    centre = "() => window.rcmweb.viewer.viewer.viewport.getCenter(false)"
+    before = page.evaluate(centre)
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowUp")
+    after = page.evaluate(centre)
+    assert after["x"] < before["x"] and after["y"] < before["y"]
+
+
+def test_extension_point_adds_a_tiled_layer_with_visibility_and_opacity(page, login, ready_mosaic,
+                                                                       expert_user) -> None:
+    """Later overlays (prediction, labels) go through app.addTiledLayer and the layers panel."""
+    open_viewer(page, login, ready_mosaic)
+    page.evaluate("""async () => {
+      const {app} = await import('/static/frontend/js/viewer.js');
+      await app.ready;
+      await app.addTiledLayer({id: 'probe', title: 'Probe overlay', tileSource: app.mosaic.dzi_url, opacity: 0.4});
+    }""")
+    opacity = "() => window.rcmweb.viewer.viewer.world.getItemAt(1).getOpacity()"
+    assert page.evaluate("() => window.rcmweb.viewer.viewer.world.getItemCount()") == 2
+    assert page.evaluate(opacity) == pytest.approx(0.4)
+    row = page.locator(".layer[data-layer=probe]")
+    assert row.locator(".opacity-value").inner_text() == "40 %"
+    row.get_by_role("checkbox").uncheck()
+    assert page.evaluate(opacity) == 0
+    assert row.locator("input[type=range]").is_disabled()
+    row.get_by_role("checkbox").check()
+    row.locator("input[type=range]").fill("75")
+    assert page.evaluate(opacity) == pytest.approx(0.75)
+    assert row.locator(".opacity-value").inner_text() == "75 %"
+
+
+def test_a_missing_pyramid_is_reported_in_the_page(page, login, ready_mosaic, expert_user) -> None:
+    import shutil
+
+    shutil.rmtree(ready_mosaic.folder / "dzi")
+    login("erin")
+    page.goto(f"/mosaics/{ready_mosaic.pk}/")
+    status = page.locator("#viewer-status")
+    status.get_by_text("The image could not be opened").wait_for()
+    assert page.get_attribute("#viewer-shell", "data-state") == "open-failed"

@@ -178,7 +178,7 @@ function refreshControls() {
   queueTable.hidden = items.length === 0;
   const pending = items.filter((item) => item.phase === 'pending').length;
   uploadButton.disabled = busy || pending === 0;
-  uploadButton.textContent = pending > 1 ? `Upload ${pending} files` : 'Upload';
+  uploadButton.textContent = busy ? 'Uploading…' : pending > 1 ? `Upload ${pending} files` : 'Upload';
   clearButton.hidden = !items.some((item) => FINISHED.has(item.phase));
   const counts = {};
   for (const item of items) counts[item.phase] = (counts[item.phase] || 0) + 1;
