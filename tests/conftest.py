@@ -115,7 +115,8 @@ def _database_url_of_test_db() -> str:
 class WorkerProcess:
     """``celery worker`` in a child process, sharing this test run's database, media folder and broker."""
 
-    def __init__(self, settings, queues: str = "default,inference,training") -> None:
+    def __init__(self, settings, queues: str = "default,inference,training",
+                 extra_env: dict[str, str] | None = None) -> None:
         import os
         import subprocess
         import sys
@@ -127,6 +128,7 @@ class WorkerProcess:
             DATABASE_URL=_database_url_of_test_db(),
             PYTHONUNBUFFERED="1",
         )
+        env.update(extra_env or {})
         self.log_path = Path(settings.DATA_DIR) / f"worker-{os.getpid()}-{id(self)}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -137,6 +139,14 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children), as a crash or OOM kill would."""
+        import os
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> None:
         import os

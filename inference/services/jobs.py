@@ -139,7 +139,8 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stopped.wait(JOB_HEARTBEAT_S):
+            # beat at least three times per stale period, so one late beat never looks like a dead worker
+            while not self.stopped.wait(min(JOB_HEARTBEAT_S, job_stale_after_s() / 3)):
                 Job.objects.filter(pk=self.job_id, state=Job.State.RUNNING).update(heartbeat_at=timezone.now())
         finally:
             connection.close()

@@ -168,3 +168,5 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 RCMWEB_PREDICT_MODE = os.environ.get("RCMWEB_PREDICT_MODE", "fast")
 # A running job whose heartbeat is older than this (s) lost its worker and is queued again.
 RCMWEB_JOB_STALE_AFTER_S = float(os.environ.get("RCMWEB_JOB_STALE_AFTER_S", "60"))
+# How often a worker looks for such jobs (s).
+RCMWEB_JOB_REAPER_INTERVAL_S = float(os.environ.get("RCMWEB_JOB_REAPER_INTERVAL_S", "15"))
