@@ -157,6 +157,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("RCMWEB_LOG_LEVEL", "INFO")},
+    # libvips reports every resampling decision at INFO; keep its warnings and errors only.
+    "loggers": {"pyvips": {"level": "WARNING"}},
 }
 # Largest upload accepted. 2 GiB admits a 20000 × 20000 px RGB 8-bit (1.2 GB) or 16-bit gray (0.8 GB)
 # uncompressed TIFF with room for tags and padding; larger files are refused while streaming.

@@ -13,3 +13,5 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", *os.environ.get("DJANGO_ALLO
 # Serve static files (and OpenSeadragon from node_modules) straight from the finders: no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+
+DATA_DIR.mkdir(parents=True, exist_ok=True)  # noqa: F405 - SQLite and media need the folder on a fresh clone

@@ -19,7 +19,11 @@ from django.db import transaction
 from tqdm import tqdm
 
 from annotations import services
+from annotations.models import LabelLayer, Mosaic
 from rcmweb.access import Role, ensure_role_groups
+
+# Weights of the demo model, trained by this project's own code on synthetic mosaics (bench/train_demo.py).
+DEMO_WEIGHTS = Path(__file__).resolve().parents[3] / "inference" / "weights" / "demo_munet.safetensors"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,28 @@ class Command(BaseCommand):
         accounts = self._accounts()
         if not options["no_mosaics"]:
             self._mosaics(accounts[0], small=options["small"])
+            self._model(accounts[0])
         self._print_accounts(accounts)
+
+    def _model(self, admin: Any) -> None:
+        """Register and activate the demo weights; activation queues a prediction of every mosaic (worker)."""
+        from inference.models import ModelVersion
+        from inference.services.models import model_version_activate, model_version_register
+        from inference.services.predictions import prediction_request
+
+        if not DEMO_WEIGHTS.exists():
+            self.stderr.write(f"No demo weights at {DEMO_WEIGHTS.relative_to(settings.BASE_DIR)}: no predictions.")
+            return
+        version, created = model_version_register(weights_file=DEMO_WEIGHTS, name="demo MUNet", user=admin,
+                                                  notes="Trained on synthetic mosaics by bench/train_demo.py.")
+        if version.status != ModelVersion.Status.ACTIVE and not ModelVersion.objects.filter(
+                status=ModelVersion.Status.ACTIVE).exists():
+            model_version_activate(version=version, user=admin)
+        else:
+            for mosaic in Mosaic.objects.filter(status=Mosaic.Status.READY):
+                prediction_request(mosaic=mosaic)
+        self.stdout.write(f"Model: {version.name} (v{version.pk}, {'new' if created else 'already registered'}); "
+                          "predictions run in the worker — watch their progress in the browser.")
 
     def _accounts(self) -> list[Any]:
         store = Path(settings.DATA_DIR) / "demo-accounts.json"
@@ -109,9 +134,44 @@ class Command(BaseCommand):
                 files = write_mosaic(mosaic, folder, stem)
                 tiff = Path(files.image)
             with tiff.open("rb") as fh:
+                # its ingest message also reaches the worker later, which finds the job done (a no-op)
                 record, created = services.mosaic_upload(source=fh, filename=tiff.name, user=admin,
                                                          name=spec.name, um_per_px=spec.um_per_px)
-            tqdm.write(f"{spec.name}: mosaic {record.pk} ({'queued for ingest' if created else 'already loaded'})")
+            self._ingest_now(record)
+            self._import_partial_labels(record, folder / f"{stem}_partial.png", admin)
+            tqdm.write(f"{spec.name}: mosaic {record.pk} ({'loaded' if created else 'already loaded'})")
+
+    def _ingest_now(self, mosaic: Mosaic) -> None:
+        """Ingest here with a terminal progress bar, so the demo is browsable as soon as the server starts."""
+        from inference.models import Job
+        from inference.services import run_job
+
+        mosaic.refresh_from_db()
+        if mosaic.status == Mosaic.Status.READY:
+            return
+        job = Job.objects.filter(mosaic=mosaic, kind=Job.Kind.INGEST).order_by("-id").first()
+        with tqdm(total=100, desc=f"Ingest {mosaic.name}", unit="%", leave=False) as bar:
+            def work(job: Any, progress: Any) -> str:
+                def report(fraction: float, message: str = "", info: Any = None, *, force: bool = False) -> None:
+                    bar.n = int(100 * fraction)
+                    bar.set_postfix_str(message)
+                    bar.refresh()
+                    progress(fraction, message, info, force=force)
+
+                return services.mosaic_ingest(mosaic_id=mosaic.pk, progress=report)
+
+            run_job(job.pk, work)
+        mosaic.refresh_from_db()
+
+    def _import_partial_labels(self, mosaic: Mosaic, labels: Path, admin: Any) -> None:
+        """The generator's partial ground truth stands in for an expert's initial labels."""
+        if mosaic.status != Mosaic.Status.READY or not labels.exists():
+            return
+        if mosaic.label_layers.filter(source=LabelLayer.Source.IMPORT).exists():
+            return
+        with labels.open("rb") as fh:
+            services.label_layer_import(mosaic=mosaic, source=fh, filename=labels.name, user=admin,
+                                        name="Initial expert labels (synthetic)")
 
     def _print_accounts(self, users: list[Any]) -> None:
         self.stdout.write("")
