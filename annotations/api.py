@@ -154,8 +154,11 @@ class MosaicViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
 
 
 class LabelClassViewSet(viewsets.ReadOnlyModelViewSet):
+    """The label classes (value, name, colour) in the order used by every raster."""
+
     serializer_class = LabelClassSerializer
     pagination_class = None
+    lookup_field = "value"
 
     def get_queryset(self):  # noqa: ANN201 - DRF hook
         return selectors.label_classes()
