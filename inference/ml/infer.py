@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from inference.ml.metrics import SegmentationReport, confusion_matrix
 
 Mode = Literal["paper", "fast"]
 ProgressFn = Callable[[float, str], None]
@@ -80,6 +82,7 @@ class MosaicPrediction:
     stride: int
     mode: str
     windows: int  # number of windows run
+    num_classes: int
 
 
 def _covering_counts(length: int, window: int, starts: list[int]) -> np.ndarray:
@@ -302,7 +305,39 @@ def predict_mosaic(
         stride=stride,
         mode=mode,
         windows=total,
+        num_classes=int(k) if k is not None else 0,
     )
+
+
+def evaluate_model(
+    model: nn.Module,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    progress: ProgressFn | None = None,
+    **predict_kwargs: Any,
+) -> tuple[SegmentationReport, list[SegmentationReport]]:
+    """Predict every mosaic with :func:`predict_mosaic` and score it against its labels (255 ignored).
+
+    pairs: (image uint8 ``(H, W)``, labels uint8 ``(H, W)``). predict_kwargs: passed on (mode, window, device...).
+    Returns the pooled report (confusion matrices summed over the mosaics) and one report per mosaic.
+    """
+    reports: list[SegmentationReport] = []
+    total = None
+    for n, (image, labels) in enumerate(pairs):
+        if labels.shape != image.shape:
+            raise ValueError(f"pair {n}: labels {labels.shape} and image {image.shape} must have the same shape")
+
+        def sub_progress(fraction: float, message: str, n: int = n) -> None:
+            if progress is not None:
+                progress((n + fraction) / len(pairs), f"mosaic {n + 1}/{len(pairs)}: {message}")
+
+        pred = predict_mosaic(model, image, progress=sub_progress, keep_probabilities=False, **predict_kwargs)
+        cm = confusion_matrix(labels, pred.labels, num_classes=pred.num_classes)
+        reports.append(SegmentationReport.from_confusion(cm))
+        total = cm if total is None else total + cm
+    if total is None:
+        raise ValueError("pairs is empty: nothing to evaluate")
+    return SegmentationReport.from_confusion(total), reports
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -332,4 +367,4 @@ def optimise_for_cpu(model: nn.Module) -> nn.Module:
     return fast
 
 
-__all__ = ["MosaicPrediction", "fold_batchnorm", "optimise_for_cpu", "predict_mosaic"]
+__all__ = ["MosaicPrediction", "evaluate_model", "fold_batchnorm", "optimise_for_cpu", "predict_mosaic"]

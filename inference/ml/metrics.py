@@ -156,3 +156,24 @@ class SegmentationReport:
             "precision": per_class(self.precision),
             "confusion": self.confusion.tolist(),
         }
+
+    def to_markdown(self, names: tuple[str, ...] | None = None) -> str:
+        """Per-class table (sensitivity, specificity, Dice, precision in %) and the overall figures, as Markdown."""
+        names = names if names is not None else self.class_keys
+
+        def pct(v: float) -> str:
+            return "n/a" if math.isnan(v) else f"{100 * v:.2f}"
+
+        lines = ["| class | sensitivity | specificity | Dice | precision |", "|---|---:|---:|---:|---:|"]
+        for i, name in enumerate(names):
+            lines.append(
+                f"| {name} | {pct(self.sensitivity[i])} | {pct(self.specificity[i])} | {pct(self.dice[i])} "
+                f"| {pct(self.precision[i])} |"
+            )
+        lines.append("")
+        lines.append(
+            f"overall accuracy {pct(self.accuracy)} %, mean Dice {pct(self.mean_dice)} %, "
+            f"kappa {self.kappa:.4f}, labelled pixels {self.labelled_pixels}"
+        )
+        return "\n".join(lines)
+

@@ -6,7 +6,8 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 from torch import nn
 
-from inference.ml.infer import fold_batchnorm, optimise_for_cpu, predict_mosaic
+from inference.ml.infer import evaluate_model, fold_batchnorm, optimise_for_cpu, predict_mosaic
+from inference.ml.metrics import confusion_matrix
 
 K = 6
 CENTRES = torch.linspace(0.1, 0.9, K)  # class k is the grey level CENTRES[k]
@@ -201,3 +202,20 @@ def test_optimise_for_cpu_gives_the_same_labels_and_leaves_the_original_alone():
     reference = predict_mosaic(model, image, window=64).labels
     optimised = predict_mosaic(fast, image, window=64).labels
     assert (reference == optimised).mean() >= 0.995
+
+
+def test_evaluate_model_pools_the_confusion_of_every_mosaic():
+    model = TinyModel().eval()
+    rng = np.random.default_rng(7)
+    pairs = []
+    for seed in (8, 9):
+        image = _blob_image(64, 48, seed=seed)
+        labels = rng.integers(0, K, size=image.shape).astype(np.uint8)
+        labels[:10] = 255
+        pairs.append((image, labels))
+    pooled, per_mosaic = evaluate_model(model, pairs, window=32)
+    expected = sum(
+        confusion_matrix(lab, predict_mosaic(model, img, window=32).labels) for img, lab in pairs
+    )
+    np.testing.assert_array_equal(pooled.confusion, expected)
+    assert len(per_mosaic) == 2 and pooled.labelled_pixels == 2 * 54 * 48

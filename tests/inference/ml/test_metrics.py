@@ -94,3 +94,12 @@ def test_confusion_matrix_rejects_truth_value_that_is_neither_class_nor_unlabell
     truth[1, 1] = 7
     with pytest.raises(ValueError, match="value 7"):
         confusion_matrix(truth, np.zeros((4, 4), np.uint8))
+
+
+def test_markdown_table_has_a_row_per_class_with_percentages():
+    truth, pred = _random_maps(6)
+    report = SegmentationReport.from_maps(truth, pred)
+    text = report.to_markdown()
+    assert text.count("\n| ") == NUM_CLASSES  # one row per class after the header and separator
+    assert f"| background | {100 * report.sensitivity[0]:.2f} |" in text
+    assert f"mean Dice {100 * report.mean_dice:.2f} %" in text
