@@ -17,8 +17,15 @@ from rcmweb.access import Role, get_for_user, has_role, is_admin
 
 from . import selectors, services
 from .models import Job, ModelVersion, Prediction
-from .serializers import JobSerializer, ModelVersionRegisterSerializer, ModelVersionSerializer, PredictionSerializer
+from .serializers import (
+    FinetuneSerializer,
+    JobSerializer,
+    ModelVersionRegisterSerializer,
+    ModelVersionSerializer,
+    PredictionSerializer,
+)
 from .services.models import ModelRejected, model_version_activate, model_version_discard, model_version_register
+from .services.training import FinetuneParams, TrainingRejected, finetune_abandon, finetune_launch
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
@@ -43,7 +50,10 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         job = self.get_object()
         if not is_admin(request.user):
             raise PermissionDenied("Only admins may cancel jobs.")
-        return Response(JobSerializer(services.job_cancel(job=job)).data)
+        job = services.job_cancel(job=job)
+        if job.kind == Job.Kind.TRAIN:
+            finetune_abandon(job=job)
+        return Response(JobSerializer(job).data)
 
 
 class ExpertsReadAdminsWrite(permissions.BasePermission):
@@ -99,6 +109,21 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         except ModelRejected as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(ModelVersionSerializer(version).data)
+
+    @extend_schema(request=FinetuneSerializer, responses={202: JobSerializer, 200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def finetune(self, request: Request, pk: str) -> Response:
+        """Fine-tune this version on the expert labels gathered so far (admins). A second launch while one runs
+        answers 200 with the running job."""
+        version = self.get_object()
+        form = FinetuneSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            job, created = finetune_launch(params=FinetuneParams(base_version=version.pk, **form.validated_data),
+                                           user=request.user)
+        except TrainingRejected as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"])

@@ -43,3 +43,12 @@ class PredictionSerializer(serializers.ModelSerializer):
         fields = ["id", "mosaic", "model_version", "model_version_name", "mode", "window", "overlap", "levels",
                   "class_pixels", "seconds", "created_at"]
         read_only_fields = fields
+
+
+class FinetuneSerializer(serializers.Serializer):
+    labels = serializers.ChoiceField(choices=["imported", "reviews", "all"], default="all",
+                                     help_text="Which expert labels to train on. Held-out mosaics are never used.")
+    epochs = serializers.IntegerField(default=3, min_value=1, max_value=200)
+    lr = serializers.FloatField(default=1e-4, min_value=1e-6, max_value=1e-1)
+    steps_per_epoch = serializers.IntegerField(default=40, min_value=1, max_value=100_000)
+    seed = serializers.IntegerField(default=0, min_value=0)
