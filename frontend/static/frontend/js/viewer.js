@@ -10,7 +10,8 @@
 //   app.toolbar.add({...})     toolbar buttons (toolbar.js), grouped
 //   app.layers.add({...})      layers panel rows with visibility / opacity / legend (layers.js)
 //   app.shortcuts.add({...})   keyboard shortcuts, listed in the help overlay (keyboard.js)
-//   app.addPanelSection({...}) a section in the side panel (legend, review, …)
+//   app.addPanelSection({...}) a section in the side panel (legend, review, …), optionally before another
+//   app.overlays               the overlays controller once overlays.js has started (layers, classes, predictions)
 //   app.addTiledLayer({...})   open another tiled image over the mosaic (prediction, labels) and list it
 // A later module does: import {app} from './viewer.js'; app.ready.then((app) => app.addTiledLayer({...}));
 
@@ -173,7 +174,8 @@ export class ViewerApp {
       this.baseImage = this.viewer.world.getItemAt(0);
       this.scaleBar = new ScaleBar({viewer: this.viewer, tiledImage: this.baseImage, umPerPx: mosaic.um_per_px,
         element: this.shell.querySelector('#scalebar')});
-      this.layers.add({id: 'image', title: 'RCM image', tiledImage: this.baseImage, adjustable: false});
+      this.layers.add({id: 'image', title: 'RCM image', tiledImage: this.baseImage, adjustable: false,
+        group: 'Image'});
       this.#bindImageControls();
       this.shell.dataset.state = 'open';
       this.shell.dispatchEvent(new CustomEvent('rcm:viewer-ready', {detail: this, bubbles: true}));
@@ -243,11 +245,19 @@ export class ViewerApp {
     });
   }
 
-  /** Add a section to the side panel (below layers). Returns the section's body element. */
-  addPanelSection({id, title, body = null}) {
+  /**
+   * Add a section to the side panel: at the end, or before the section `before` ('info', 'layers', or the id of
+   * one added earlier). `actions`: nodes shown right of the title. Returns the section's body element.
+   */
+  addPanelSection({id, title, body = null, before = null, actions = null}) {
     const content = h('div', {class: 'panel-body'}, body);
-    this.sidePanel.append(h('section', {class: 'panel', id: `panel-${id}`, 'aria-label': title},
-      h('h2', {class: 'panel-title'}, title), content));
+    const head = actions
+      ? h('div', {class: 'panel-head'}, h('h2', {class: 'panel-title'}, title), h('div', {class: 'panel-actions'}, actions))
+      : h('h2', {class: 'panel-title'}, title);
+    const section = h('section', {class: 'panel', id: `panel-${id}`, 'aria-label': title}, head, content);
+    const anchor = before ? this.sidePanel.querySelector(`#panel-${before}`) : null;
+    if (anchor) anchor.before(section);
+    else this.sidePanel.append(section);
     return content;
   }
 
