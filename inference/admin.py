@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from .models import Job, ModelVersion, Prediction
 from .services.models import ModelRejected, model_version_activate, model_version_register
+from .services.training import FinetuneParams, TrainingRejected, finetune_launch
 
 
 @admin.register(Job)
@@ -36,7 +37,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     readonly_fields = ["architecture", "weights_sha256", "parent", "status", "training_summary", "metrics",
                        "created_by", "created_at", "activated_at"]
-    actions = ["make_active"]
+    actions = ["make_active", "finetune"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -80,6 +81,20 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(request, f"{version} is active; predictions are queued.")
+
+
+    @admin.action(description="Fine-tune the selected version on all expert labels (default settings)")
+    def finetune(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to fine-tune.", messages.ERROR)
+            return
+        try:
+            job, created = finetune_launch(params=FinetuneParams(base_version=queryset.get().pk), user=request.user)
+        except TrainingRejected as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        note = "queued" if created else "already running (one round at a time)"
+        self.message_user(request, f"Fine-tuning job {job.pk} {note}; its candidate is version {job.model_version_id}.")
 
 
 @admin.register(Prediction)

@@ -125,6 +125,7 @@ class WorkerProcess:
         env.update(
             DJANGO_SETTINGS_MODULE="rcmweb.settings.test",
             RCMWEB_TEST_DATA_DIR=str(settings.DATA_DIR),
+            RCMWEB_TEST_MEDIA_ROOT=str(settings.MEDIA_ROOT),
             DATABASE_URL=_database_url_of_test_db(),
             PYTHONUNBUFFERED="1",
         )

@@ -16,7 +16,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Every test run writes media under its own temporary folder.
 DATA_DIR = Path(os.environ.get("RCMWEB_TEST_DATA_DIR", tempfile.mkdtemp(prefix="rcmweb-test-")))
-MEDIA_ROOT = DATA_DIR / "media"
+# A worker process started by a test shares that test's media folder through this variable.
+MEDIA_ROOT = Path(os.environ.get("RCMWEB_TEST_MEDIA_ROOT", DATA_DIR / "media"))
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(BROKER_DIR)

@@ -89,3 +89,19 @@ def test_cancel_discards_the_candidate(base_version, ready_mosaic, admin_user, a
         app.conf.task_always_eager = True
     assert admin_api.post(f"/api/jobs/{job.pk}/cancel/").json()["state"] == "cancelled"
     assert ModelVersion.objects.get(pk=job.model_version_id).status == "discarded"
+
+
+def test_admin_action_launches_a_round(base_version, ready_mosaic, admin_user, client) -> None:
+    from rcmweb.celery import app
+
+    labelled_mosaic(ready_mosaic, admin_user, seed=1)
+    client.force_login(admin_user)
+    app.conf.task_always_eager = False  # keep it queued: the action only launches
+    try:
+        response = client.post("/admin/inference/modelversion/",
+                               {"action": "finetune", "_selected_action": [base_version.pk]}, follow=True)
+    finally:
+        app.conf.task_always_eager = True
+    assert response.status_code == 200
+    job = Job.objects.get(kind="train")
+    assert job.params["base_version"] == base_version.pk and "queued" in response.content.decode()
