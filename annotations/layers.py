@@ -3,6 +3,9 @@
 A *layer* is a label raster at working resolution: a model's prediction (with its uncertainty and coarser
 levels) or an expert/imported/trainee label layer. Layers are small enough (≈ 3000² px) to be sent whole as
 lossless PNG and coloured in the browser, which makes class toggles and edits immediate.
+
+Label layers are stored as raw ``.npy`` (edited in place, see ``annotations.rasters``); the PNG of a revision is
+encoded on its first request and kept next to it until a newer revision is encoded.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import reverse
 
@@ -101,8 +105,54 @@ def raster_path(user: Any, mosaic: Mosaic, kind: str, obj_id: int, rev: str, nam
         layer = label_layers_visible_to(user, mosaic).filter(pk=obj_id).first()
         if layer is None or layer_revision(layer) != rev:
             return None
-        return layer.raster_path
+        return label_layer_png(layer, layer.revision)
     return None
+
+
+def label_layer_png(layer: LabelLayer, revision: int) -> Path | None:
+    """The PNG of ``layer`` at ``revision``, encoded now if not yet; None if that is no longer the revision.
+
+    The pixels are copied while the layer row is locked, so the PNG never mixes two revisions (edits write under
+    the same lock); encoding happens after the lock is released. PNGs of older revisions are deleted.
+    """
+    from .rasters import read_raster, write_raster
+
+    path = layer.png_path(revision)
+    if path.exists():
+        return path
+    with transaction.atomic():
+        current = LabelLayer.objects.select_for_update().filter(pk=layer.pk).values_list("revision", flat=True)
+        if list(current) != [revision]:
+            return None
+        pixels = read_raster(layer.raster_path)
+    write_raster(path, pixels)
+    for old in path.parent.glob(f"{layer.pk}.r*.png"):
+        rev = old.name[len(f"{layer.pk}.r"):-len(".png")]
+        if rev.isdigit() and int(rev) < revision:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def prediction_array(prediction: Prediction, name: str = "labels") -> np.ndarray:
+    """A read-only memory map of a prediction raster (``labels`` or ``uncertainty``), uint8 ``(H, W)``.
+
+    Decoded from its PNG once into ``<mosaic>/cache/`` (see ``annotations.rasters.png_as_npy``), so every edit
+    can read the model's labels under its bounding box without decoding a 3000 × 3000 PNG.
+    """
+    from .rasters import png_as_npy
+
+    if name not in ("labels", "uncertainty"):
+        raise ValueError(f"prediction raster {name!r} is not cached; use 'labels' or 'uncertainty'")
+    png = prediction.level_path(0) if name == "labels" else prediction.uncertainty_path
+    cache = prediction.mosaic.folder / "cache" / f"prediction-{prediction.pk}-{name}.npy"
+    return png_as_npy(png, cache)
+
+
+def label_layer_array(layer: LabelLayer) -> np.ndarray:
+    """A read-only memory map of a label layer's raster, uint8 ``(H, W)``, 255 = unlabelled."""
+    from .rasters import open_raster
+
+    return open_raster(layer.raster_path)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,12 @@ class LabelLayer(models.Model):
 
     @property
     def raster_path(self) -> Path:
-        return self.mosaic.folder / "layers" / f"{self.pk}.png"
+        """The raw uint8 raster (``.npy``; edited in place through a memory map)."""
+        return self.mosaic.folder / "layers" / f"{self.pk}.npy"
+
+    def png_path(self, revision: int) -> Path:
+        """The PNG of one revision, encoded on first request (see ``annotations.layers.label_layer_png``)."""
+        return self.mosaic.folder / "layers" / f"{self.pk}.r{revision}.png"
 
 
 class AuditEvent(models.Model):
@@ -119,3 +124,91 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.verb} {self.target_type}:{self.target_id}"
+
+
+class Review(models.Model):
+    """One expert's review of one mosaic against one prediction; its labels live in its own ``LabelLayer``.
+
+    ``confusion`` is the ``[K, K]`` confusion matrix of the review's layer (rows, truth) against its prediction
+    (columns) over the pixels the expert labelled, kept up to date by every edit. ``done_top`` and ``redo_top``
+    are the heads of the undo and redo stacks, linked through ``Edit.below`` (see ``annotations.reviews``).
+    """
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        SUBMITTED = "submitted", "Submitted"
+
+    expert = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    mosaic = models.ForeignKey(Mosaic, on_delete=models.CASCADE, related_name="reviews")
+    prediction = models.ForeignKey("inference.Prediction", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="reviews")
+    layer = models.OneToOneField(LabelLayer, on_delete=models.CASCADE, related_name="review")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS, db_index=True)
+    confusion = models.JSONField(null=True, blank=True,
+                                 help_text="Expert (rows) × model (columns) pixel counts; null without prediction.")
+    seen_regions = models.JSONField(default=list, blank=True,
+                                    help_text="Regions shown by 'where to look next', [x0, y0, x1, y1] working px.")
+    # DO_NOTHING on the edit pointers: edits are only ever deleted with their review, so a review's edits go in
+    # one DELETE (Django would otherwise load every edit, patches included, to clear these fields).
+    done_top = models.ForeignKey("Edit", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                                 help_text="The edit an undo reverts next.")
+    redo_top = models.ForeignKey("Edit", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                                 help_text="The undo a redo reverses next.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["expert", "mosaic"], condition=models.Q(state="in_progress"),
+                                    name="one_review_in_progress_per_expert_and_mosaic"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Review #{self.pk} of {self.mosaic} by {self.expert} ({self.state})"
+
+
+class Edit(models.Model):
+    """One append-only step of a review: paint, erase, accept (of the model's labels), undo or redo.
+
+    ``bbox`` is ``[x0, y0, x1, y1]`` in working pixels (half-open) and ``before``/``after`` hold the layer's
+    pixels inside it, zlib-compressed uint8 in row-major order, so undo, redo and rebuild never rasterise again.
+    Undo and redo rows point at the edit they revert or re-apply (``target``) and carry no patches.
+    """
+
+    class Op(models.TextChoices):
+        PAINT = "paint", "Paint"
+        ERASE = "erase", "Erase"
+        ACCEPT = "accept", "Accept model"
+        UNDO = "undo", "Undo"
+        REDO = "redo", "Redo"
+
+    CONTENT_OPS = (Op.PAINT, Op.ERASE, Op.ACCEPT)
+
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="edits")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    op = models.CharField(max_length=8, choices=Op.choices)
+    class_value = models.PositiveSmallIntegerField(null=True, blank=True)
+    geometry = models.JSONField(null=True, blank=True, help_text="As sent, in full-resolution image pixels.")
+    target = models.ForeignKey("self", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                               help_text="Undo/redo: the paint, erase or accept reverted or re-applied.")
+    below = models.ForeignKey("self", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                              help_text="Paint/erase/accept: the edit under it on the undo stack. "
+                                        "Undo: the undo under it on the redo stack.")
+    revision_before = models.PositiveIntegerField()
+    revision_after = models.PositiveIntegerField()
+    bbox = models.JSONField(help_text="[x0, y0, x1, y1] in working pixels, half-open.")
+    before = models.BinaryField(null=True, blank=True)
+    after = models.BinaryField(null=True, blank=True)
+    changed_pixels = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["review", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["review", "revision_after"], name="one_edit_per_review_revision"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_op_display()} #{self.pk} (r{self.revision_before}→r{self.revision_after})"

@@ -13,3 +13,20 @@ router.register("model-versions", ModelVersionViewSet, basename="modelversion")
 router.register("predictions", PredictionViewSet, basename="prediction")
 
 urlpatterns = router.urls
+
+# Expert reviews (annotations.review_api): /api/reviews/… and the per-mosaic start, agreement and plot.
+from django.urls import path  # noqa: E402
+
+from annotations.review_api import (  # noqa: E402
+    MosaicAgreementPlotView,
+    MosaicAgreementView,
+    MosaicReviewView,
+    ReviewViewSet,
+)
+
+router.register("reviews", ReviewViewSet, basename="review")
+urlpatterns = router.urls + [
+    path("mosaics/<int:mosaic_id>/reviews/", MosaicReviewView.as_view(), name="mosaic-review"),
+    path("mosaics/<int:mosaic_id>/agreement/", MosaicAgreementView.as_view(), name="mosaic-agreement"),
+    path("mosaics/<int:mosaic_id>/agreement/plot/", MosaicAgreementPlotView.as_view(), name="mosaic-agreement-plot"),
+]
