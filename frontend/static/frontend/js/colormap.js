@@ -28,11 +28,11 @@ export function colormapTable(name) {
   return Array.from({length: 256}, (_, v) => colormapAt(name, v / 255));
 }
 
-/** CSS linear-gradient of colour map `name` (left = 0), for legends. */
-export function colormapGradient(name, steps = 16) {
+/** CSS linear-gradient of colour map `name` (left = 0), for legends; `alpha(t)` (0..1) fades it like the overlay. */
+export function colormapGradient(name, {steps = 16, alpha = () => 1} = {}) {
   const stops = Array.from({length: steps + 1}, (_, i) => {
     const [r, g, b] = colormapAt(name, i / steps);
-    return `rgb(${r} ${g} ${b}) ${((100 * i) / steps).toFixed(1)}%`;
+    return `rgb(${r} ${g} ${b} / ${alpha(i / steps).toFixed(3)}) ${((100 * i) / steps).toFixed(1)}%`;
   });
   return `linear-gradient(to right, ${stops.join(', ')})`;
 }

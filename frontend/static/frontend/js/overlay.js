@@ -117,8 +117,6 @@ export class RasterOverlay {
     this.source.width = width;
     this.source.height = height;
     this.sourceContext = this.source.getContext('2d');
-    this.pixels = new ImageData(width, height);
-    this.rgba = new Uint32Array(this.pixels.data.buffer);
     this.stage = null;
     this.version = 0; // bumped on every change of the coloured source, so the stage knows to draw again
   }
@@ -144,17 +142,23 @@ export class RasterOverlay {
     throw new Error('RasterOverlay.buildLut must be implemented by a subclass');
   }
 
-  /** Recolour `region` (raster px; default all) from the data and show it at once. */
+  /**
+   * Recolour `region` (raster px; default all) from the data and show it at once. The RGBA pixels exist only
+   * for the copy into the source canvas, so a layer holds its values and its canvas, not a third copy.
+   */
   redraw(region = this.bounds) {
     const r = clampRegion(region, this.width, this.height);
     if (r.width === 0 || r.height === 0) return;
-    const {lut, data, rgba, width} = this;
-    for (let row = r.y; row < r.y + r.height; row += 1) {
-      let i = row * width + r.x;
+    const pixels = new ImageData(r.width, r.height);
+    const rgba = new Uint32Array(pixels.data.buffer);
+    const {lut, data, width} = this;
+    for (let row = 0; row < r.height; row += 1) {
+      let i = (r.y + row) * width + r.x;
+      let j = row * r.width;
       const end = i + r.width;
-      for (; i < end; i += 1) rgba[i] = lut[data[i]];
+      for (; i < end; i += 1, j += 1) rgba[j] = lut[data[i]];
     }
-    this.sourceContext.putImageData(this.pixels, 0, 0, r.x, r.y, r.width, r.height);
+    this.sourceContext.putImageData(pixels, r.x, r.y);
     this.version += 1;
     if (this.stage) this.stage.requestDraw();
   }

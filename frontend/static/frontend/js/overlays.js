@@ -14,7 +14,9 @@ import {h} from './dom.js';
 import {colormapGradient} from './colormap.js';
 import {formatDate} from './format.js';
 import {ClassLegend} from './legend.js';
-import {fetchRaster, HeatmapOverlay, LabelOverlay, OverlayStage} from './overlay.js';
+import {
+  fetchRaster, HEATMAP_OPAQUE_ABOVE, HEATMAP_TRANSPARENT_BELOW, HeatmapOverlay, LabelOverlay, OverlayStage,
+} from './overlay.js';
 import {PredictionStatus} from './predictions.js';
 import {app} from './viewer.js';
 
@@ -165,6 +167,7 @@ export class OverlayController {
     }
     if (this.status) this.status.setPredictions(orderedPredictions);
     this.app.shell.dataset.layerCount = String(this.entries.size);
+    this.app.toolbar.groups.get('Layers').hidden = this.entries.size === 0; // nothing to toggle (e.g. trainees)
   }
 
   #rank(entry) {
@@ -239,9 +242,13 @@ export class OverlayController {
   }
 
   #heatmapLegend() {
-    return h('div', {class: 'heatmap-legend'},
-      h('div', {class: 'heatmap-bar', style: {background: colormapGradient('inferno')}}),
-      h('div', {class: 'heatmap-scale'}, h('span', {}, 'sure'), h('span', {}, 'uncertain')));
+    const ramp = (u) => Math.max(0, Math.min(1, (u - HEATMAP_TRANSPARENT_BELOW)
+      / (HEATMAP_OPAQUE_ABOVE - HEATMAP_TRANSPARENT_BELOW)));
+    return h('div', {class: 'heatmap-legend', title: `Uncertainty 1 − (p1 − p2): clear below `
+      + `${HEATMAP_TRANSPARENT_BELOW}, full colour from ${HEATMAP_OPAQUE_ABOVE}`},
+    h('div', {class: 'heatmap-bar', style: {backgroundImage: `${colormapGradient('inferno', {alpha: ramp})}, `
+      + 'repeating-conic-gradient(#4a515b 0 25%, #2a2f36 0 50%)'}}),
+    h('div', {class: 'heatmap-scale'}, h('span', {}, '0 · sure'), h('span', {}, 'uncertain · 1')));
   }
 
   // ---- overlays -------------------------------------------------------------------------------

@@ -27,14 +27,17 @@ export class PredictionStatus {
     this.error = h('div', {class: 'alert alert-error prediction-error', role: 'alert'});
     this.error.hidden = true;
     this.button = canPredict ? h('button', {type: 'button', class: 'btn btn-secondary btn-small',
-      'data-action': 'predict', onclick: () => this.predict()}, 'Predict again') : null;
+      'data-action': 'predict', title: 'Predict this mosaic again with the active model (admins)',
+      onclick: () => this.predict()}, 'Predict again') : null;
     this.body = app.addPanelSection({id: 'prediction', title: 'Prediction', before: 'info',
-      body: [this.summary, this.jobs, this.error, this.button ? h('div', {class: 'prediction-actions'}, this.button,
-        h('span', {class: 'muted small'}, 'with the active model')) : null]});
+      body: [this.summary, this.jobs, this.error,
+        this.button ? h('div', {class: 'prediction-actions'}, this.button) : null]});
     this.poller = new Poller(() => this.#tick(), {
       onError: (error) => this.#showError(error.sessionEnded
-        ? 'Your session ended. Reload the page to log in again.' : `Progress unavailable: ${error.message}`),
-      onRecover: () => this.#showError(null),
+        ? 'Your session ended. Reload the page to log in again.' : `Progress unavailable: ${error.message}`, 'poll'),
+      onRecover: () => {
+        if (this.error.dataset.kind === 'poll') this.#showError(null);
+      },
     });
   }
 
@@ -97,8 +100,10 @@ export class PredictionStatus {
     return active.length > 0;
   }
 
-  #showError(message) {
+  /** Show (or clear, with null) the panel's error; kind 'poll' errors clear themselves once polling works again. */
+  #showError(message, kind = 'job') {
     this.error.hidden = !message;
     this.error.textContent = message || '';
+    this.error.dataset.kind = message ? kind : '';
   }
 }
