@@ -465,13 +465,14 @@ def test_expert_switches_layers_toggles_classes_and_changes_opacity(page, login,
     assert page.js_errors == []
 
 
-def test_trainee_sees_no_model_output_nor_expert_labels(page, login, predicted_mosaic, trainee_user) -> None:
+def test_trainee_sees_no_model_output_nor_expert_labels(page, login, one_prediction_mosaic, trainee_user) -> None:
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    open_viewer(page, login, predicted_mosaic, username="tom")
+    open_viewer(page, login, one_prediction_mosaic, username="tom")
     assert [row["key"] for row in layer_rows(page)] == ["image"]
     assert not page.locator("#panel-classes").is_visible()
     assert page.locator("#panel-prediction").count() == 0
+    assert not page.locator("[data-tool=overlays]").is_visible()
     assert not any("/rasters/" in url for url in requests)
     assert page.js_errors == []
 
@@ -604,9 +605,9 @@ def visible_keys(page) -> list[str]:
     return [row["key"] for row in layer_rows(page) if row["visible"] and row["key"] != "image"]
 
 
-def test_shortcuts_toggle_and_cycle_the_overlays_and_are_in_the_help(page, login, predicted_mosaic,
+def test_shortcuts_toggle_and_cycle_the_overlays_and_are_in_the_help(page, login, one_prediction_mosaic,
                                                                      expert_user) -> None:
-    open_viewer(page, login, predicted_mosaic)
+    open_viewer(page, login, one_prediction_mosaic)
     keys = [row["key"] for row in layer_rows(page) if row["key"] != "image"]
     assert visible_keys(page) == keys[:1]
     page.keyboard.press("l")

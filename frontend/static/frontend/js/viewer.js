@@ -12,7 +12,7 @@
 //   app.shortcuts.add({...})   keyboard shortcuts, listed in the help overlay (keyboard.js)
 //   app.addPanelSection({...}) a section in the side panel (legend, review, …), optionally before another
 //   app.overlays               the overlays controller once overlays.js has started (layers, classes, predictions)
-//   app.addTiledLayer({...})   open another tiled image over the mosaic (prediction, labels) and list it
+//   app.addTiledLayer({...})   open another tiled image over the mosaic and list it (class rasters: overlays.js)
 // A later module does: import {app} from './viewer.js'; app.ready.then((app) => app.addTiledLayer({...}));
 
 import {getJSON} from './api.js';
@@ -37,8 +37,10 @@ const ZOOM_STEP = 1.5;
 const PAN_FRACTION = 0.15;
 // Seconds of OpenSeadragon's zoom/pan animation: quick enough for all-day use, slow enough to keep one's place.
 const ANIMATION_TIME_S = 0.6;
-// 2D canvas drawer: label layers are drawn pixelated and composited with per-layer opacity the same way in
-// every browser, and pixels can be read back (tests, screenshots). WebGL is not needed at these tile counts.
+// 2D canvas drawer: the image is composited the same way in every browser and pixels can be read back (tests,
+// screenshots). WebGL is not needed at these tile counts. Label and uncertainty layers are not tiled images:
+// overlay.js draws them on canvases of their own, without smoothing (OpenSeadragon 6 sets smoothing per drawer,
+// which would also pixelate the RCM image).
 const DRAWER = 'canvas';
 // Help lists the image keys first; groups added later (review, brush) follow in the order they register.
 const HELP_GROUP_ORDER = ['View', 'Move', 'Window'];
@@ -228,7 +230,8 @@ export class ViewerApp {
 
   /**
    * Open another tiled image over the mosaic, aligned with it, and list it in the layers panel.
-   * tileSource: a DZI URL or OpenSeadragon tile source; pixelated: draw without smoothing (class labels).
+   * tileSource: a DZI URL or OpenSeadragon tile source; pixelated: draw without smoothing where the TiledImage
+   * supports it (OpenSeadragon 6 does not: class rasters go through overlays.js instead).
    * Resolves with the layers panel entry.
    */
   addTiledLayer({id, title, tileSource, opacity = 0.5, visible = true, legend = null, pixelated = false}) {
