@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.mosaic_list, name="mosaic-list"),
     path("mosaics/upload/", views.mosaic_upload, name="mosaic-upload"),
     path("mosaics/<int:mosaic_id>/", views.viewer, name="viewer"),
+    path("models/", views.models, name="models"),
 ]

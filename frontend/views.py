@@ -14,7 +14,8 @@ from django.shortcuts import render
 
 from annotations.imaging import ACCEPTED_DESCRIPTION, PLAUSIBLE_UM_PER_PX
 from annotations.selectors import mosaics_visible_to
-from rcmweb.access import get_for_user, is_admin
+from inference.serializers import FinetuneSerializer
+from rcmweb.access import Role, get_for_user, has_role, is_admin
 
 # File types offered by the upload page's file picker (the server checks the content, this only filters).
 UPLOAD_ACCEPT = ".tif,.tiff,.png,.bmp,.jpg,.jpeg"
@@ -40,3 +41,20 @@ def mosaic_upload(request: HttpRequest) -> HttpResponse:
 def viewer(request: HttpRequest, mosaic_id: int) -> HttpResponse:
     mosaic = get_for_user(mosaics_visible_to(request.user), mosaic_id)
     return render(request, "frontend/viewer.html", {"mosaic": mosaic})
+
+
+@login_required
+def models(request: HttpRequest) -> HttpResponse:
+    """Model versions, fine-tuning and comparison. Experts read; admins also launch, promote and discard.
+
+    Trainees (and users without a role) get 403: the page is not an object whose existence could leak, and they
+    are not shown model output anywhere (they label blind), so the page says plainly that it is not for them.
+    """
+    if not has_role(request.user, Role.ADMIN, Role.EXPERT):
+        raise PermissionDenied("Only admins and experts may see the model versions.")
+    fields = FinetuneSerializer().fields  # the form offers exactly what the API accepts
+    finetune = {name: {"default": fields[name].default, "min": fields[name].min_value, "max": fields[name].max_value}
+                for name in ("epochs", "lr", "steps_per_epoch", "seed")}
+    return render(request, "frontend/models.html", {
+        "can_manage": is_admin(request.user), "finetune": finetune, "labels_default": fields["labels"].default,
+    })
