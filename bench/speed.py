@@ -1,0 +1,169 @@
+"""CPU inference speed of MUNet: windows/s at 256² (eager fp32 vs faster paths) and whole-mosaic times.
+
+Usage: ``python bench/speed.py [--threads 2] [--weights inference/weights/demo_munet.safetensors] [--side 3000]
+[--skip-mosaic] [--compile]``
+
+Part 1 runs the same 256² windows (cut from a synthetic mosaic) through each variant, interleaving the variants
+over several rounds and keeping each one's best round (the machine is shared: the best round is the one least
+disturbed), and reports windows/s, the speed-up over eager fp32 at batch 8 (what ``predict_mosaic`` runs by
+default) and the share of pixels whose label equals eager fp32's. Part 2 times ``predict_mosaic`` on a whole
+``side × side`` mosaic in paper mode and in fast mode, both with ``optimise_for_cpu``, and reports their agreement
+and their accuracy against the synthetic truth. Figures go to stdout and ``bench/out/speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from inference.ml.infer import fold_batchnorm, optimise_for_cpu, predict_mosaic  # noqa: E402
+from inference.ml.metrics import SegmentationReport  # noqa: E402
+from inference.ml.models import ModelConfig, build_model  # noqa: E402
+from inference.ml.synthetic import generate_mosaic  # noqa: E402
+from inference.ml.weights import load_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = ROOT / "inference" / "weights" / "demo_munet.safetensors"
+OUT = ROOT / "bench" / "out"
+WINDOWS = 16  # windows per timed round: two batches of 8, enough for a stable rate, short enough to interleave
+ROUNDS = 3
+MOSAIC_SEED = 4242  # never used for training (training seeds are < 1000, see bench/table1.py and train_demo.py)
+
+
+def _load(weights: Path) -> tuple[torch.nn.Module, str]:
+    if weights.exists():
+        return load_model(weights).model, str(weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights)
+    torch.manual_seed(0)
+    return build_model(ModelConfig()).eval(), "random init (no weights file)"
+
+
+def _windows(image: np.ndarray, n: int) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    h, w = image.shape
+    tiles = [image[y : y + 256, x : x + 256] for y, x in zip(rng.integers(0, h - 256, n), rng.integers(0, w - 256, n),
+                                                             strict=True)]
+    return torch.from_numpy(np.stack(tiles)).float().div(255).unsqueeze(1)
+
+
+def _variants(model: torch.nn.Module, use_compile: bool) -> dict[str, tuple[torch.nn.Module, int, bool]]:
+    """name -> (model, batch size, channels-last input)."""
+    eager = copy.deepcopy(model).eval()
+    folded = fold_batchnorm(copy.deepcopy(model).eval())
+    folded_cl = copy.deepcopy(folded).to(memory_format=torch.channels_last)
+    fast = optimise_for_cpu(model)
+    out: dict[str, tuple[torch.nn.Module, int, bool]] = {
+        "eager fp32 b8": (eager, 8, False),
+        "eager fp32 b1": (eager, 1, False),
+        "BN folded b8": (folded, 8, False),
+        "BN folded + channels_last b8": (folded_cl, 8, True),
+        "BN folded + channels_last b2": (folded_cl, 2, True),
+        "BN folded + channels_last b1": (folded_cl, 1, True),
+        "optimise_for_cpu b8": (fast, 8, True),
+        "optimise_for_cpu b1": (fast, 1, True),
+    }
+    if use_compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        compiled = torch.compile(copy.deepcopy(folded_cl))
+        out["torch.compile (inductor, freezing) b8"] = (compiled, 8, True)
+    return out
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, batch: int, channels_last: bool) -> torch.Tensor:
+    labels = []
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch):
+            xb = x[i : i + batch]
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            labels.append(model(xb)[0].argmax(1))
+    return torch.cat(labels)
+
+
+def bench_windows(model: torch.nn.Module, image: np.ndarray, use_compile: bool) -> list[dict[str, object]]:
+    x = _windows(image, WINDOWS)
+    variants = _variants(model, use_compile)
+    reference = _run(variants["eager fp32 b8"][0], x, 8, False)
+    best = {name: float("inf") for name in variants}
+    agreement = {}
+    for name, (m, batch, cl) in variants.items():  # warm-up (and compilation) outside the timed rounds
+        start = time.perf_counter()
+        labels = _run(m, x[:batch], batch, cl)
+        agreement[name] = float((_run(m, x, batch, cl) == reference).float().mean())
+        print(f"  warm-up {name}: {time.perf_counter() - start:.1f} s", flush=True)
+    for _ in range(ROUNDS):
+        for name, (m, batch, cl) in variants.items():
+            start = time.perf_counter()
+            labels = _run(m, x, batch, cl)
+            best[name] = min(best[name], time.perf_counter() - start)
+    del labels
+    base = WINDOWS / best["eager fp32 b8"]
+    rows = []
+    for name in variants:
+        rate = WINDOWS / best[name]
+        rows.append({"variant": name, "windows_per_s": rate, "speedup": rate / base, "agreement": agreement[name]})
+    return rows
+
+
+def bench_mosaic(model: torch.nn.Module, side: int) -> dict[str, object]:
+    start = time.perf_counter()
+    mosaic = generate_mosaic(height=side, width=side, um_per_px=4.0, seed=MOSAIC_SEED)
+    print(f"  generated {side} x {side} mosaic in {time.perf_counter() - start:.1f} s", flush=True)
+    fast_model = optimise_for_cpu(model)
+    results: dict[str, object] = {"side": side}
+    labels = {}
+    for mode in ("fast", "paper"):
+        start = time.perf_counter()
+        pred = predict_mosaic(fast_model, mosaic.image, mode=mode, keep_probabilities=False)
+        seconds = time.perf_counter() - start
+        labels[mode] = pred.labels
+        report = SegmentationReport.from_maps(mosaic.truth, pred.labels)
+        results[mode] = {"seconds": seconds, "windows": pred.windows, "window": pred.window, "stride": pred.stride,
+                         "accuracy_vs_truth": report.accuracy, "mean_dice_vs_truth": report.mean_dice}
+        print(f"  {mode}: {seconds:.1f} s, {pred.windows} windows of {pred.window} px, accuracy {report.accuracy:.4f}, "
+              f"mean Dice {report.mean_dice:.4f}", flush=True)
+    results["fast_vs_paper_agreement"] = float((labels["fast"] == labels["paper"]).mean())
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--side", type=int, default=3000, help="whole-mosaic side in px (default 3000)")
+    parser.add_argument("--skip-mosaic", action="store_true", help="only the 256² window rates")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes of warm-up)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, source = _load(args.weights)
+    print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, weights: {source}")
+    image = generate_mosaic(height=1024, width=1024, um_per_px=4.0, seed=MOSAIC_SEED).image
+    rows = bench_windows(model, image, args.compile)
+    print("\n| variant | windows/s (256²) | speed-up vs eager fp32 b8 | labels equal to eager |\n|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['windows_per_s']:.2f} | {r['speedup']:.2f}x | {100 * r['agreement']:.2f} % |")
+    report: dict[str, object] = {"threads": args.threads, "weights": source, "windows": rows,
+                                 "load_average_start": os.getloadavg()[0]}
+    if not args.skip_mosaic:
+        print(f"\nwhole {args.side} x {args.side} mosaic (optimise_for_cpu):")
+        report["mosaic"] = bench_mosaic(model, args.side)
+        m = report["mosaic"]
+        print(f"fast {m['fast']['seconds']:.1f} s, paper {m['paper']['seconds']:.1f} s, "
+              f"fast-vs-paper agreement {100 * m['fast_vs_paper_agreement']:.2f} %")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "speed.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
