@@ -32,6 +32,18 @@ export const HEATMAP_OPAQUE_ABOVE = 0.6;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+// RGBA scratch memory shared by every overlay's redraw: colours exist only on their way into a source canvas, so
+// one buffer as large as the largest redraw serves all layers (a fresh 36 MB buffer per class toggle of a 3000²
+// layer would cost page faults and garbage collection: ~5× slower than reusing one, bench/viewer_overlays.py).
+let scratch = new ArrayBuffer(0);
+
+/** An ImageData of width × height over the shared scratch memory (valid until the next call). */
+function scratchImageData(width, height) {
+  const bytes = width * height * 4;
+  if (scratch.byteLength < bytes) scratch = new ArrayBuffer(bytes);
+  return new ImageData(new Uint8ClampedArray(scratch, 0, bytes), width, height);
+}
+
 /** One RGBA pixel as the Uint32 that a Uint32Array view of ImageData holds on this machine. */
 export function packRGBA(r, g, b, a = 255) {
   return LITTLE_ENDIAN
@@ -144,13 +156,13 @@ export class RasterOverlay {
 
   /**
    * Recolour `region` (raster px; default all) from the data and show it at once. The RGBA pixels exist only
-   * for the copy into the source canvas, so a layer holds its values and its canvas, not a third copy.
+   * on their way into the source canvas (shared scratch memory), so a layer holds its values and its canvas.
    */
   redraw(region = this.bounds) {
     const r = clampRegion(region, this.width, this.height);
     if (r.width === 0 || r.height === 0) return;
-    const pixels = new ImageData(r.width, r.height);
-    const rgba = new Uint32Array(pixels.data.buffer);
+    const pixels = scratchImageData(r.width, r.height);
+    const rgba = new Uint32Array(pixels.data.buffer, 0, r.width * r.height);
     const {lut, data, width} = this;
     for (let row = 0; row < r.height; row += 1) {
       let i = (r.y + row) * width + r.x;
