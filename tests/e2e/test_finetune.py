@@ -131,6 +131,9 @@ def test_admin_fine_tunes_compares_promotes_and_experts_get_the_new_version(
     assert page.is_disabled("#launch-button")  # one round at a time
     assert page.get_attribute("#models-page", "data-live") == "on"
     page.locator(f"tr.version-row[data-version-id='{job.params['candidate']}'] .status-training").wait_for()
+    # the page brings the round into view
+    page.wait_for_function("() => { const top = document.getElementById('training').getBoundingClientRect().top; "
+                           "return top >= 0 && top < 40; }")
     page.screenshot(path=artifacts / "finetune-queued.png")
 
     # A worker takes the job; the page follows it to the end without reloading.
@@ -165,8 +168,8 @@ def test_admin_fine_tunes_compares_promotes_and_experts_get_the_new_version(
     assert rows.count() == 6
     meshwork = comparison.locator(".per-class-table tr[data-class-key=meshwork]").inner_text()
     assert "Meshwork" in meshwork and f"{100 * candidate.metrics['held_out']['dice']['meshwork']:.1f} %" in meshwork
-    assert comparison.locator("#dice-chart rect.bar-this").count() >= 2  # meshwork and ring occur in the labels
-    assert comparison.locator("#dice-chart rect.bar-parent").count() >= 2
+    assert comparison.locator("#dice-chart rect.chart-bar-this").count() >= 2  # meshwork and ring occur in the labels
+    assert comparison.locator("#dice-chart rect.chart-bar-parent").count() >= 2
     comparison.scroll_into_view_if_needed()
     comparison.screenshot(path=artifacts / "finetune-comparison.png")
 

@@ -297,7 +297,7 @@ export class GroupedBarChart extends Chart {
         const light = one.style === 'light';
         g.append(s('rect', {x: bx, y: top, width: bw, height: Math.max(0, m.top + plotH - top), rx: 2,
           fill: group.colour, 'fill-opacity': light ? 0.28 : 0.95, stroke: light ? group.colour : 'rgba(0,0,0,.28)',
-          'stroke-width': light ? 1.5 : 1, class: `bar bar-${one.key}`},
+          'stroke-width': light ? 1.5 : 1, class: `chart-bar chart-bar-${one.key}`},
         s('title', {}, `${group.label}, ${one.label}: ${this.valueFormat(value)}`)));
         if (bw >= 22) {
           g.append(s('text', {x: bx + bw / 2, y: top - 5, 'text-anchor': 'middle', class: 'chart-value'},

@@ -128,9 +128,11 @@ function ownMetrics(version) {
   return ['mean_dice', 'accuracy', 'kappa'].some((k) => isNum(m[k])) ? m : null;
 }
 
+/** Something to show in the comparison: held-out figures, figures of the weights file, or a training summary. */
 function hasFigures(version) {
   const m = version.metrics || {};
-  return Boolean(heldOut(version) || Object.values(m).some((v) => isNum(v) || (v && typeof v === 'object')));
+  return Boolean(heldOut(version) || Object.values(m).some(isNum) ||
+    Object.keys(version.training_summary || {}).length);
 }
 
 /** POST JSON and resolve {status, data}: the launch tells a new round (202) from the one already running (200). */
@@ -175,8 +177,8 @@ function metricCell(version, key, {points = true} = {}) {
   if (held) {
     const value = held[key];
     return h('td', {class: 'num metric'},
-      h('span', {class: 'metric-value'}, points ? pct(value) : dec(value)),
-      parent ? delta(value, parent[key], {points, quietWhenSame: true}) : null);
+      h('div', {class: 'metric-value'}, points ? pct(value) : dec(value)),
+      parent ? h('div', {class: 'metric-delta'}, delta(value, parent[key], {points, quietWhenSame: true})) : null);
   }
   const own = ownMetrics(version);
   if (own && isNum(own[key])) {
@@ -205,9 +207,6 @@ function actionButtons(version) {
 
 function renderVersionRow(version) {
   const selected = version.id === state.compareId;
-  const created = h('td', {class: 'col-created'},
-    h('div', {}, formatDate(version.created_at)),
-    version.created_by ? h('div', {class: 'sub'}, `by ${version.created_by}`) : null);
   const parent = version.parent
     ? h('td', {class: 'col-parent'},
       h('span', {class: 'lineage'}, h('span', {class: 'lineage-arrow', 'aria-hidden': 'true'}, '↳'),
@@ -224,8 +223,10 @@ function renderVersionRow(version) {
   return h('tr', {class: `version-row row-${version.status}${selected ? ' is-selected' : ''}`,
     dataset: {versionId: version.id, status: version.status}},
   h('td', {class: 'col-name'}, h('div', {class: 'name-line'}, name, versionTag(version.id)),
+    h('div', {class: 'sub'}, `created ${formatDate(version.created_at)}`,
+      version.created_by ? ` by ${version.created_by}` : ''),
     version.notes ? h('div', {class: 'sub notes', title: version.notes}, version.notes) : null),
-  status, parent, created,
+  status, parent,
   metricCell(version, 'mean_dice'), metricCell(version, 'accuracy'), metricCell(version, 'kappa', {points: false}),
   canManage ? actionButtons(version) : null);
 }
@@ -635,7 +636,8 @@ function diceBars(report, parent, version) {
   figure.append(h('ul', {class: 'chart-legend'},
     h('li', {}, h('span', {class: 'swatch swatch-bar'}), series[0].label),
     series[1] ? h('li', {}, h('span', {class: 'swatch swatch-bar swatch-light'}), series[1].label) : null,
-    h('li', {class: 'muted'}, 'n/a: class absent from the held-out labels')));
+    series.some((one) => one.values.some((v) => !isNum(v)))
+      ? h('li', {class: 'muted'}, 'n/a: class absent from the held-out labels and predictions') : null));
   if (diceChart) diceChart.disconnect();
   diceChart = new GroupedBarChart(holder, {height: 270, label: 'Dice per class', yLabel: 'Dice',
     format: (v) => `${Math.round(v * 100)} %`, valueFormat: (v) => (100 * v).toFixed(0)});
@@ -645,7 +647,8 @@ function diceBars(report, parent, version) {
 
 function mosaicList(ids) {
   if (!ids || !ids.length) return h('span', {class: 'muted'}, 'none');
-  return h('span', {}, `${ids.length}: `, ids.map((id, i) => [i ? ', ' : '', mosaicName(id)]));
+  const names = ids.map((id, i) => [i ? ', ' : '', mosaicName(id)]);
+  return ids.length === 1 ? h('span', {}, names) : h('span', {}, `${ids.length} mosaics: `, names);
 }
 
 function trainingData(version) {
@@ -688,8 +691,8 @@ function epochHistory(version) {
     h('h3', {id: 'history-title'}, 'Epochs'),
     h('div', {class: 'history-grid'},
       h('div', {class: 'table-scroll'}, h('table', {class: 'table history-table'},
-        h('thead', {}, h('tr', {}, ['Epoch', 'Train loss', 'Validation loss', 'Validation mean Dice',
-          'Validation accuracy'].map((label, i) => h('th', {scope: 'col', class: i ? 'num' : null}, label)))),
+        h('thead', {}, h('tr', {}, ['Epoch', 'Train loss', 'Val. loss', 'Val. mean Dice', 'Val. accuracy']
+          .map((label, i) => h('th', {scope: 'col', class: i ? 'num' : null}, label)))),
         h('tbody', {}, rows.map((row) => h('tr', {},
           h('td', {}, String(row.epoch)), h('td', {class: 'num'}, dec(row.train_loss, 4)),
           h('td', {class: 'num'}, dec(row.val_loss, 4)), h('td', {class: 'num'}, pct(row.val_mean_dice)),
@@ -728,7 +731,7 @@ function renderComparison() {
   if (!list.some((v) => v.id === state.compareId)) state.compareId = defaultCompare();
   const version = versionById(state.compareId);
   replaceChildren(compareSelect, list.map((v) => h('option', {value: v.id, selected: v.id === state.compareId},
-    `${v.name} · v${v.id} · ${STATUS_LABELS[v.status] || v.status}`)));
+    `v${v.id} (${(STATUS_LABELS[v.status] || v.status).toLowerCase()}) · ${v.name}`)));
   comparison.dataset.versionId = String(version.id);
   const held = heldOut(version);
   const parent = held && version.metrics.parent_held_out && Object.keys(version.metrics.parent_held_out).length
@@ -761,9 +764,14 @@ function renderComparison() {
     }
   } else {
     const own = version.metrics || {};
-    parts.push(h('div', {class: 'alert'}, h('p', {}, h('strong', {}, 'No held-out figures. '),
-      'These figures were recorded with the weights file (their own validation), not on this site’s held-out ' +
-      'mosaics; fine-tune this version to score a candidate and it on the held-out set.')));
+    const roundWithoutHeldOut = 'held_out' in own;
+    parts.push(h('div', {class: 'alert'}, h('p', {}, h('strong', {}, 'No held-out figures. '), roundWithoutHeldOut
+      ? 'No mosaic was held out when this round ran, so nothing scored it. Mark a few well-labelled mosaics as ' +
+        'held out and fine-tune again to compare versions.'
+      : Object.values(own).some(isNum)
+        ? 'The figures below were recorded with the weights file (their own validation), not on this site’s ' +
+          'held-out mosaics; fine-tune this version to score a candidate and it on the held-out set.'
+        : 'Fine-tune this version to score a candidate and it on the held-out mosaics.')));
     const foot = h('span', {class: 'muted'}, 'recorded with the weights');
     const ownTiles = [['mean_dice', 'Mean Dice', true], ['accuracy', 'Overall accuracy', true],
       ['kappa', 'Cohen’s kappa', false]].filter(([key]) => isNum(own[key]))
@@ -791,7 +799,7 @@ function renderLaunchForm() {
   const previous = select.value;
   const active = choices.find((v) => v.status === 'active');
   replaceChildren(select, choices.map((v) => h('option', {value: v.id},
-    `${v.name} · v${v.id} · ${STATUS_LABELS[v.status]}`)));
+    `v${v.id} (${STATUS_LABELS[v.status].toLowerCase()}) · ${v.name}`)));
   // The active version, unless the admin picked another one (that choice stays while it can be fine-tuned).
   if (select.dataset.chosen && choices.some((v) => String(v.id) === previous)) select.value = previous;
   else if (active) select.value = String(active.id);
@@ -871,6 +879,7 @@ form?.addEventListener('submit', async (event) => {
     launched = true;
   } catch (error) {
     showLaunchError(error);
+    button.disabled = false;
   } finally {
     button.textContent = 'Start fine-tuning';
     await refreshNow();
