@@ -565,6 +565,23 @@ def test_live_prediction_progress_shows_and_the_new_layer_arrives_without_reload
     assert page.js_errors == []
 
 
+def test_a_failed_prediction_is_reported_with_its_reason(page, login, model, admin_user, expert_user) -> None:
+    from inference.models import Job
+
+    image, _ = synthetic()
+    mosaic = make_mosaic(admin_user, image, "Failing prediction")
+    job = Job.objects.get(mosaic=mosaic, kind=Job.Kind.PREDICT)
+    open_viewer(page, login, mosaic)
+    panel = page.locator("#panel-prediction")
+    panel.locator(".job[data-state=queued]").wait_for()
+    Job.objects.filter(pk=job.pk).update(state=Job.State.FAILED, error="FileNotFoundError: working.png is missing")
+    error = panel.locator(".prediction-error")
+    error.wait_for()
+    assert error.inner_text() == "Prediction failed: FileNotFoundError: working.png is missing"
+    assert panel.locator(".job").count() == 0
+    assert page.js_errors == []
+
+
 def test_admin_predict_again_shows_the_job_until_it_is_done(page, login, one_prediction_mosaic, admin_user,
                                                            artifacts) -> None:
     from inference.models import Job

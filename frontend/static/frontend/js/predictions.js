@@ -9,6 +9,9 @@ import {ACTIVE_JOB_STATES, Poller, syncJobs} from './jobs.js';
 
 // Jobs asked for per poll: the running one and the few before it (to notice one that ended between polls).
 const JOBS_PER_POLL = 10;
+// With no job running, look again this often: a prediction started elsewhere (a model activated, another admin)
+// shows within half a minute, at two small requests a minute per open viewer.
+export const IDLE_POLL_MS = 30000;
 
 export class PredictionStatus {
   /**
@@ -41,9 +44,12 @@ export class PredictionStatus {
     });
   }
 
-  /** Start watching: any queued or running prediction of this mosaic shows at once. */
+  /** Start watching: any queued or running prediction of this mosaic shows at once, later ones within IDLE_POLL_MS. */
   start() {
     this.poller.poke();
+    this.idleTimer = setInterval(() => {
+      if (!document.hidden && !this.poller.live && !this.poller.running) this.poller.poke();
+    }, IDLE_POLL_MS);
   }
 
   /** Summarise the predictions the page has (layers of kind 'prediction', newest model first). */
@@ -90,10 +96,11 @@ export class PredictionStatus {
     if (this.button) this.button.disabled = active.length > 0;
     const finished = jobs.filter((job) => this.watched.has(job.id) && !ACTIVE_JOB_STATES.has(job.state));
     for (const job of finished) {
-      this.watched.delete(job.id);
+      // A failed onFinished (layers not reachable) throws: the job stays watched and the next poll tries again.
       if (job.state === 'succeeded') await this.onFinished(job);
       else if (job.state === 'failed') this.#showError(`Prediction failed: ${job.error || job.message || 'no reason given'}`);
       else if (job.state === 'cancelled') this.#showError('The prediction was cancelled.');
+      this.watched.delete(job.id);
     }
     // Jobs that dropped out of the newest JOBS_PER_POLL cannot be followed any more.
     for (const id of [...this.watched.keys()]) if (!jobs.some((job) => job.id === id)) this.watched.delete(id);
