@@ -111,6 +111,7 @@ class Prediction(models.Model):
     class_pixels = models.JSONField(default=dict, help_text="Pixels per class value of the final labels.")
     seconds = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Changes when the prediction is made again.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -38,7 +38,7 @@ def test_prediction_survives_a_killed_worker(settings, admin_user, tiny_weights,
         assert job.state == "running" and job.progress < 0.95 and not Prediction.objects.exists()
 
         second = WorkerProcess(settings, extra_env=WORKER_ENV)
-        wait_for(lambda: predict_job().state == "succeeded", timeout=300,
+        wait_for(lambda: predict_job().state == "succeeded", timeout=600,
                  describe=lambda: f"{predict_job().__dict__}\n{second.log()[-3000:]}")
     finally:
         first.stop()
