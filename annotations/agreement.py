@@ -85,8 +85,13 @@ def _predictions(mosaic: Mosaic) -> list[Prediction]:
                 .order_by("-model_version__activated_at", "-id"))
 
 
-def mosaic_agreement(mosaic: Mosaic) -> dict[str, Any]:
-    """Per model version (every prediction of the mosaic) and per expert pair; see the module docstring."""
+def mosaic_agreement(mosaic: Mosaic, *, shown: set[int] | None = None) -> dict[str, Any]:
+    """Per model version (every prediction of the mosaic) and per expert pair; see the module docstring.
+
+    ``shown``: ids of the layers whose own figures may be listed (None: all, for admins). The pooled figures of
+    a version always count every expert layer; per-layer figures and expert pairs list shown layers only, so an
+    expert learns nothing about another expert's review in progress.
+    """
     layers = list(expert_layers(mosaic))
     arrays = {layer.pk: np.asarray(label_layer_array(layer)) for layer in layers}
     versions = []
@@ -97,7 +102,8 @@ def mosaic_agreement(mosaic: Mosaic) -> dict[str, Any]:
         for layer in layers:
             matrix = confusion_matrix(arrays[layer.pk], model)
             total += matrix
-            per_layer.append({**layer_info(layer), "report": report_json(matrix)})
+            if shown is None or layer.pk in shown:
+                per_layer.append({**layer_info(layer), "report": report_json(matrix)})
         version = prediction.model_version
         versions.append({
             "prediction": prediction.pk, "model_version": version.pk, "name": version.name,
@@ -111,14 +117,15 @@ def mosaic_agreement(mosaic: Mosaic) -> dict[str, Any]:
             key: _difference(entry["report"][key], parent["report"][key]) for key in ("accuracy", "kappa", "mean_dice")
         }
     pairs = []
-    for a, b in combinations(layers, 2):
+    for a, b in combinations([layer for layer in layers if shown is None or layer.pk in shown], 2):
         both = (arrays[a.pk] != UNLABELLED) & (arrays[b.pk] != UNLABELLED)
         overlap = int(np.count_nonzero(both))
         if overlap:
             matrix = confusion_matrix(arrays[a.pk][both], arrays[b.pk][both])
             pairs.append({"a": layer_info(a), "b": layer_info(b), "overlap_pixels": overlap,
                           "report": report_json(matrix)})
-    return {"mosaic": mosaic.pk, "layers": [layer_info(layer) for layer in layers], "versions": versions,
+    listed = [layer_info(layer) for layer in layers if shown is None or layer.pk in shown]
+    return {"mosaic": mosaic.pk, "layers": listed, "other_layers": len(layers) - len(listed), "versions": versions,
             "expert_pairs": pairs}
 
 

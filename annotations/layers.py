@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 from inference.ml.classes import NUM_CLASSES
@@ -38,17 +38,20 @@ def predictions_visible_to(user: Any, mosaic: Mosaic) -> QuerySet[Prediction]:
 
 
 def label_layers_visible_to(user: Any, mosaic: Mosaic) -> QuerySet[LabelLayer]:
-    """Experts and admins see every label layer; trainees only their own trainee layers."""
-    layers = mosaic.label_layers.select_related("author")
-    if has_role(user, Role.ADMIN, Role.EXPERT):
+    """Admins see every label layer; experts every one but the review layers of other experts (reviews are
+    independent); trainees only their own trainee layers."""
+    layers = mosaic.label_layers.select_related("author", "review")
+    if has_role(user, Role.ADMIN):
         return layers
+    if has_role(user, Role.EXPERT):
+        return layers.exclude(Q(source=LabelLayer.Source.REVIEW) & ~Q(author=user))
     if has_role(user, Role.TRAINEE):
         return layers.filter(source=LabelLayer.Source.TRAINEE, author=user)
     return layers.none()
 
 
 def prediction_revision(prediction: Prediction) -> str:
-    return f"p{int(prediction.created_at.timestamp() * 1000)}"
+    return f"p{int(prediction.updated_at.timestamp() * 1000)}"  # a prediction made again gets a new URL
 
 
 def layer_revision(layer: LabelLayer) -> str:
@@ -90,8 +93,15 @@ def mosaic_layers(user: Any, mosaic: Mosaic) -> list[dict[str, Any]]:
             "url": raster_url(mosaic, "layer", layer.pk, layer_revision(layer), "labels"),
             "labelled_pixels": layer.labelled_pixels,
             "author": layer.author.username if layer.author else None,
+            "review": _review_of(layer),
         })
     return layers
+
+
+def _review_of(layer: LabelLayer) -> dict[str, Any] | None:
+    """The review a review layer belongs to (id and state), for the viewer to edit it; None for other layers."""
+    review = getattr(layer, "review", None) if layer.source == LabelLayer.Source.REVIEW else None
+    return {"id": review.pk, "state": review.state} if review is not None else None
 
 
 def raster_path(user: Any, mosaic: Mosaic, kind: str, obj_id: int, rev: str, name: str) -> Path | None:

@@ -22,9 +22,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rcmweb.access import Role, get_for_user, has_role
+from rcmweb.access import Role, get_for_user, has_role, is_admin
 
 from . import agreement, reviews
+from .layers import label_layers_visible_to
 from .models import LabelClass, Mosaic, Review
 from .review_serializers import (
     EditHistorySerializer,
@@ -221,13 +222,19 @@ def _mosaic_for_agreement(request: Request, mosaic_id: int) -> Mosaic:
 
 
 class MosaicAgreementView(APIView):
-    """``GET /api/mosaics/{id}/agreement/``: per model version and per expert pair (see annotations.agreement)."""
+    """``GET /api/mosaics/{id}/agreement/``: per model version and per expert pair (see annotations.agreement).
+
+    Admins get every layer's figures; experts the pooled figures plus those of the layers they may see (imports
+    and their own reviews)."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, mosaic_id: int) -> Response:
         """Every expert layer against every prediction (per model version, with the change from the parent
         version) and every two overlapping expert layers against each other."""
-        return Response(agreement.mosaic_agreement(_mosaic_for_agreement(request, mosaic_id)))
+        mosaic = _mosaic_for_agreement(request, mosaic_id)
+        shown = None if is_admin(request.user) else set(
+            label_layers_visible_to(request.user, mosaic).values_list("id", flat=True))
+        return Response(agreement.mosaic_agreement(mosaic, shown=shown))
 
 
 class MosaicAgreementPlotView(APIView):

@@ -154,11 +154,18 @@ def review_start(*, mosaic: Mosaic, user: Any) -> tuple[Review, bool]:
 
 
 def _lock(review: Review, user: Any) -> tuple[LabelLayer, Review]:
-    """Inside a transaction: lock the review's layer row and read the review afresh (it may have changed)."""
+    """Inside a transaction: lock the review's layer row and read the review afresh (it may have changed).
+
+    A review's mosaic and prediction never change, so those already loaded with ``review`` are reused.
+    """
     layer = LabelLayer.objects.select_for_update().get(pk=review.layer_id)
-    fresh = Review.objects.select_related("mosaic", "prediction__mosaic").get(pk=review.pk)
+    fresh = Review.objects.get(pk=review.pk)
     if fresh.expert_id != getattr(user, "pk", None):
         raise ReviewForbidden("Only the expert who started this review may change it.")
+    layer.mosaic = fresh.mosaic = review.mosaic
+    fresh.layer = layer
+    if fresh.prediction_id is not None:
+        fresh.prediction = review.prediction
     return layer, fresh
 
 
@@ -284,8 +291,8 @@ def review_redo(*, review: Review, user: Any, revision: int) -> EditResult:
 def _confusion_delta(review: Review, bbox: tuple[int, int, int, int], before: np.ndarray,
                      after: np.ndarray) -> list[list[int]] | None:
     """The review's confusion matrix after replacing ``before`` by ``after`` inside ``bbox`` (two small counts)."""
-    if review.prediction is None or review.confusion is None:
-        return review.confusion
+    if review.prediction_id is None or review.confusion is None:
+        return None  # no prediction (or it was deleted): nothing to agree with
     model = np.asarray(prediction_array(review.prediction)[_slices(bbox)])
     matrix = np.asarray(review.confusion, np.int64)
     matrix = matrix - confusion_matrix(before, model) + confusion_matrix(after, model)
@@ -302,7 +309,6 @@ def _apply(*, review: Review, user: Any, revision: int, make: Callable[[Review],
         if written is not None:
             raster, where, old = written
             raster[where] = old
-            raster.flush()
 
     try:
         with transaction.atomic():
@@ -313,8 +319,10 @@ def _apply(*, review: Review, user: Any, revision: int, make: Callable[[Review],
             raster = open_raster_for_update(layer.raster_path)
             before = np.array(raster[where])
             after = np.ascontiguousarray(step.after(before), np.uint8)
+            # Written into the shared page cache, where every process reads it at once; no msync: the edit rows
+            # hold every patch, so a raster that lost its last writes in a power cut is rebuilt from them
+            # (review_repair), and waiting for the disk here would double an edit's time.
             raster[where] = after
-            raster.flush()
             written = (raster, where, before)
             try:
                 result = _record(layer=layer, review=fresh, user=user, step=step, before=before, after=after)
@@ -363,7 +371,7 @@ def _record(*, layer: LabelLayer, review: Review, user: Any, step: _Step, before
 
 def review_report(review: Review) -> SegmentationReport | None:
     """Model against expert on the review's labelled pixels, from the incrementally kept confusion matrix."""
-    if review.confusion is None:
+    if review.confusion is None or review.prediction_id is None:
         return None
     return SegmentationReport.from_confusion(np.asarray(review.confusion, np.int64))
 
@@ -422,6 +430,25 @@ def review_rebuild(review: Review, *, rasterise_again: bool = True) -> np.ndarra
             bbox, before, after = patches[edit.target_id]
             raster[_slices(bbox)] = unpack_patch(before if edit.op == Edit.Op.UNDO else after, bbox)
     return raster
+
+
+def review_repair(*, review: Review, user: Any = None) -> bool:
+    """Rewrite the review's raster from its edits' stored patches if it differs (e.g. after a power cut lost
+    writes the database had committed). Returns whether anything was rewritten."""
+    with transaction.atomic():
+        layer = LabelLayer.objects.select_for_update().get(pk=review.layer_id)
+        rebuilt = review_rebuild(review, rasterise_again=False)
+        try:
+            if np.array_equal(np.load(layer.raster_path, allow_pickle=False), rebuilt):
+                return False
+        except (OSError, ValueError):  # missing or unreadable: rewrite it
+            pass
+        write_raster(layer.raster_path, rebuilt)
+        labelled = int(np.count_nonzero(rebuilt != UNLABELLED))
+        LabelLayer.objects.filter(pk=layer.pk).update(labelled_pixels=labelled)
+        audit_record(actor=user, verb="review.repair", target=review,
+                     details={"revision": layer.revision, "labelled_pixels": labelled})
+    return True
 
 
 def review_confusion_full(review: Review) -> np.ndarray | None:

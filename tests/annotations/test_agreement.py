@@ -112,8 +112,8 @@ def test_each_edit_answers_the_agreement_and_undo_changes_it_back(setup, expert_
     np.testing.assert_array_equal(np.asarray(review.confusion), confusion_matrix(stored, halves()))
 
 
-def test_mosaic_agreement_per_model_version_and_expert_pairs(setup, expert_api, admin_user, tiny_weights,
-                                                             make_user) -> None:
+def test_mosaic_agreement_per_model_version_and_expert_pairs(setup, expert_api, admin_user, admin_api,
+                                                             tiny_weights, make_user) -> None:
     mosaic, parent = setup
     rid = hand_made_review(expert_api, mosaic)
     child, _ = model_version_register(weights_file=tiny_weights(seed=2), name="child", parent=parent,
@@ -128,7 +128,7 @@ def test_mosaic_agreement_per_model_version_and_expert_pairs(setup, expert_api, 
     other_rid = other.post(f"/api/mosaics/{mosaic.pk}/reviews/", format="json").json()["id"]
     paint(other, other_rid, 1, 3, rect(0, 0, 8, 10))  # says ring where erin said meshwork: 80 px
 
-    data = expert_api.get(f"/api/mosaics/{mosaic.pk}/agreement/").json()
+    data = admin_api.get(f"/api/mosaics/{mosaic.pk}/agreement/").json()
     versions = {v["name"]: v for v in data["versions"]}
     erin = read_raster(Review.objects.get(pk=rid).layer.raster_path)
     olga = read_raster(Review.objects.get(pk=other_rid).layer.raster_path)
@@ -149,6 +149,13 @@ def test_mosaic_agreement_per_model_version_and_expert_pairs(setup, expert_api, 
     assert pairs[("erin", "olga")]["overlap_pixels"] == 80
     assert pairs[("erin", "olga")]["report"]["accuracy"] == 0.0
     assert ("ada", "olga") not in pairs and ("olga", "ada") not in pairs  # no overlap
+
+    # an expert gets the same pooled figures, but nothing of another expert's review
+    mine = expert_api.get(f"/api/mosaics/{mosaic.pk}/agreement/").json()
+    assert [v["report"] for v in mine["versions"]] == [v["report"] for v in data["versions"]]
+    assert {layer["author"] for layer in mine["layers"]} == {"erin", "ada"} and mine["other_layers"] == 1
+    assert {layer["author"] for v in mine["versions"] for layer in v["layers"]} == {"erin", "ada"}
+    assert [(p["a"]["author"], p["b"]["author"]) for p in mine["expert_pairs"]] == [("erin", "ada")]
 
 
 def test_confusion_plots_are_png(setup, expert_api) -> None:

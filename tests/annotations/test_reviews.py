@@ -416,3 +416,16 @@ def test_concurrent_edits_on_the_same_revision_one_wins(mosaic, expert_api, expe
     edit_row = Edit.objects.get(review_id=rid)
     assert (raster(rid)[:50, :50] == edit_row.class_value).all()
     assert LabelLayer.objects.get(review__pk=rid).revision == 2
+
+
+def test_repair_rewrites_a_raster_that_lost_writes(mosaic, expert_api) -> None:
+    rid = start(expert_api, mosaic)["id"]
+    post_edit(expert_api, rid, 1, class_value=1, geometry=rectangle(0, 0, 200, 200))
+    post_edit(expert_api, rid, 2, class_value=3)
+    review = Review.objects.get(pk=rid)
+    good = raster(rid)
+    assert reviews.review_repair(review=review) is False
+    np.save(review.layer.raster_path, np.full_like(good, 255))  # as if the last writes never reached the disk
+    assert reviews.review_repair(review=review) is True
+    np.testing.assert_array_equal(raster(rid), good)
+    assert AuditEvent.objects.filter(verb="review.repair").count() == 1

@@ -92,3 +92,19 @@ def test_migration_converts_png_layers_to_npy(settings, tmp_path) -> None:
     migration.npy_to_png(None, None)
     np.testing.assert_array_equal(read_raster(folder / "3.png"), labels)
     assert not (folder / "3.npy").exists() and not (folder / "3.r2.png").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_layers_are_hidden_from_other_experts(ready_mosaic, expert_api, expert_user, admin_user,
+                                                     make_user) -> None:
+    from rcmweb.access import Role
+
+    mosaic = ready_mosaic()
+    review = expert_api.post(f"/api/mosaics/{mosaic.pk}/reviews/", format="json").json()
+    own = expert_api.get(f"/api/mosaics/{mosaic.pk}/layers/").json()
+    assert [(item["layer"], item["review"]) for item in own] == [(review["layer"],
+                                                                 {"id": review["id"], "state": "in_progress"})]
+    olga = make_user("olga", Role.EXPERT)
+    assert browser_for(olga).get(f"/api/mosaics/{mosaic.pk}/layers/").json() == []
+    assert browser_for(olga).get(review["raster_url"]).status_code == 404
+    assert browser_for(admin_user).get(review["raster_url"]).status_code == 200
