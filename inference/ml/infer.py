@@ -190,12 +190,16 @@ def predict_mosaic(
     finest first, level ``m`` ``[B, K, h / 2**m, w / 2**m]``); ``required_multiple`` and ``num_levels`` attributes
     are honoured when present. The model is put in eval mode for the call and its previous mode restored.
     image: uint8 ``(H, W)`` working-resolution mosaic. window/overlap: default from ``mode`` (see module docstring).
+    batch_size: windows per forward pass, counted in 256² windows (a 512² window counts 4).
     progress: called as ``progress(fraction, message)`` after every batch and with ``1.0`` at the end.
     """
     image = _check_image(image)
     window, overlap, stride = _resolve_geometry(model, mode, window, overlap)
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be in [1, {MAX_BATCH_SIZE}], got {batch_size}")
+    # batch_size counts paper-size (256²) windows: larger windows go fewer at a time, so a batch holds about the
+    # same number of pixels (and the activations the same memory) whatever the window.
+    per_batch = max(1, batch_size * PAPER_WINDOW**2 // window**2)
     device = torch.device(device)
     levels = int(getattr(model, "num_levels", 1))
     step = 2 ** (levels - 1)
@@ -253,8 +257,8 @@ def predict_mosaic(
         with torch.inference_mode():
             for i, y0 in enumerate(row_starts):
                 strip = padded[y0 : y0 + window]
-                for j0 in range(0, len(col_starts), batch_size):
-                    xs = col_starts[j0 : j0 + batch_size]
+                for j0 in range(0, len(col_starts), per_batch):
+                    xs = col_starts[j0 : j0 + per_batch]
                     batch = np.stack([strip[:, x0 : x0 + window] for x0 in xs])
                     x = torch.from_numpy(batch).to(device=device).unsqueeze(1).to(dtype).div_(255.0)
                     if channels_last:
@@ -358,13 +362,16 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 def optimise_for_cpu(model: nn.Module) -> nn.Module:
     """Return an inference-only copy of ``model`` that runs faster on CPU (the original is left untouched).
 
-    The copy is in eval mode with BatchNorm folded into the preceding convolutions. Same contract as the model.
+    The copy is in eval mode, without gradients, with every BatchNorm folded into the convolution before it and its
+    weights in channels-last memory format, so oneDNN runs the convolutions on NHWC activations without reordering
+    them to and from its blocked layout around every layer (``bench/speed.py`` measures the gain). Same contract and
+    attributes as ``model``; the labels agree with the original's to floating-point rounding.
     """
     fast = copy.deepcopy(model).eval()
     for p in fast.parameters():
         p.requires_grad_(False)
     fold_batchnorm(fast)
-    return fast
+    return fast.to(memory_format=torch.channels_last)
 
 
 __all__ = ["MosaicPrediction", "evaluate_model", "fold_batchnorm", "optimise_for_cpu", "predict_mosaic"]

@@ -219,3 +219,23 @@ def test_evaluate_model_pools_the_confusion_of_every_mosaic():
     )
     np.testing.assert_array_equal(pooled.confusion, expected)
     assert len(per_mosaic) == 2 and pooled.labelled_pixels == 2 * 54 * 48
+
+
+def test_optimise_for_cpu_keeps_munet_labels_and_contract():
+    from inference.ml.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="munet", levels=2, base_channels=4, extra={"depth": 2})).eval()
+    for m in model.modules():  # non-trivial BatchNorm statistics, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    fast = optimise_for_cpu(model)
+    assert fast.required_multiple == model.required_multiple and fast.num_levels == 2
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    image = _blob_image(96, 80, seed=10)
+    reference = predict_mosaic(model, image, window=32)
+    optimised = predict_mosaic(fast, image, window=32)
+    assert (reference.labels == optimised.labels).mean() >= 0.995
+    np.testing.assert_allclose(optimised.probabilities.astype(np.float32),
+                               reference.probabilities.astype(np.float32), atol=2e-3)
