@@ -33,6 +33,7 @@ from inference.services.predictions import UNCERTAINTY_SCALE
 from .geometry import Frame
 from .layers import label_layer_array, prediction_array
 from .models import LabelClass, LabelLayer, Mosaic, Review
+from .reviews import review_report
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -76,7 +77,7 @@ def review_agreement(review: Review) -> dict[str, Any]:
         "prediction": prediction.pk if prediction else None,
         "model_version": version.pk if version else None,
         "model_name": version.name if version else None,
-        "report": report_json(np.asarray(review.confusion)) if review.confusion is not None else None,
+        "report": report.to_dict() if (report := review_report(review)) is not None else None,
     }
 
 

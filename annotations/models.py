@@ -146,6 +146,8 @@ class Review(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS, db_index=True)
     confusion = models.JSONField(null=True, blank=True,
                                  help_text="Expert (rows) × model (columns) pixel counts; null without prediction.")
+    confusion_basis = models.DateTimeField(null=True, blank=True,
+                                           help_text="The prediction's updated_at the confusion was counted on.")
     seen_regions = models.JSONField(default=list, blank=True,
                                     help_text="Regions shown by 'where to look next', [x0, y0, x1, y1] working px.")
     # DO_NOTHING on the edit pointers: edits are only ever deleted with their review, so a review's edits go in

@@ -167,11 +167,11 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def agreement_plot(self, request: Request, pk: str) -> HttpResponse:
         """The review's confusion matrix as a PNG plot."""
         review = self.get_object()
-        if review.confusion is None:
+        matrix = reviews.review_confusion(review)
+        if matrix is None:
             raise NotFound("This review has no prediction to compare with.")
-        version = review.prediction.model_version if review.prediction else None
-        title = f"Review #{review.pk} ({review.expert.username}) vs model {version.name if version else '?'}"
-        return _png(agreement.confusion_png(review.confusion, title=title), f"review{review.pk}-confusion")
+        title = f"Review #{review.pk} ({review.expert.username}) vs model {review.prediction.model_version.name}"
+        return _png(agreement.confusion_png(matrix, title=title), f"review{review.pk}-confusion")
 
     @extend_schema(responses=NextRegionSerializer)
     @action(detail=True, methods=["get"], url_path="next-region")

@@ -138,7 +138,8 @@ def review_start(*, mosaic: Mosaic, user: Any) -> tuple[Review, bool]:
             write_raster(raster_path, np.full((mosaic.working_height, mosaic.working_width), UNLABELLED, np.uint8))
             review = Review.objects.create(
                 expert=user, mosaic=mosaic, prediction=prediction, layer=layer,
-                confusion=np.zeros((NUM_CLASSES, NUM_CLASSES), int).tolist() if prediction else None)
+                confusion=np.zeros((NUM_CLASSES, NUM_CLASSES), int).tolist() if prediction else None,
+                confusion_basis=prediction.updated_at if prediction else None)
             audit_record(actor=user, verb="review.start", target=review,
                          details={"mosaic": mosaic.pk, "layer": layer.pk,
                                   "prediction": prediction.pk if prediction else None})
@@ -288,14 +289,24 @@ def review_redo(*, review: Review, user: Any, revision: int) -> EditResult:
     return _apply(review=review, user=user, revision=revision, make=make)
 
 
-def _confusion_delta(review: Review, bbox: tuple[int, int, int, int], before: np.ndarray,
+def _confusion_stale(review: Review) -> bool:
+    """Whether the prediction was made again since the review's confusion matrix was counted."""
+    return review.confusion is None or review.confusion_basis != review.prediction.updated_at
+
+
+def _confusion_after(review: Review, raster: np.ndarray, bbox: tuple[int, int, int, int], before: np.ndarray,
                      after: np.ndarray) -> list[list[int]] | None:
-    """The review's confusion matrix after replacing ``before`` by ``after`` inside ``bbox`` (two small counts)."""
-    if review.prediction_id is None or review.confusion is None:
+    """The review's confusion matrix once ``before`` became ``after`` inside ``bbox`` of ``raster``: two counts
+    over the box; a full count when the prediction was made again since the last one."""
+    if review.prediction_id is None:
         return None  # no prediction (or it was deleted): nothing to agree with
-    model = np.asarray(prediction_array(review.prediction)[_slices(bbox)])
-    matrix = np.asarray(review.confusion, np.int64)
-    matrix = matrix - confusion_matrix(before, model) + confusion_matrix(after, model)
+    model = prediction_array(review.prediction)
+    if _confusion_stale(review):
+        matrix = confusion_matrix(np.asarray(raster), np.asarray(model))
+    else:
+        box = np.asarray(model[_slices(bbox)])
+        matrix = np.asarray(review.confusion, np.int64) - confusion_matrix(before, box) + confusion_matrix(after, box)
+    review.confusion_basis = review.prediction.updated_at
     return matrix.tolist()
 
 
@@ -325,7 +336,8 @@ def _apply(*, review: Review, user: Any, revision: int, make: Callable[[Review],
             raster[where] = after
             written = (raster, where, before)
             try:
-                result = _record(layer=layer, review=fresh, user=user, step=step, before=before, after=after)
+                result = _record(layer=layer, review=fresh, user=user, step=step, before=before, after=after,
+                                 raster=raster)
             except BaseException:
                 restore()  # still under the lock: nobody saw these pixels
                 written = None
@@ -337,7 +349,7 @@ def _apply(*, review: Review, user: Any, revision: int, make: Callable[[Review],
 
 
 def _record(*, layer: LabelLayer, review: Review, user: Any, step: _Step, before: np.ndarray,
-            after: np.ndarray) -> EditResult:
+            after: np.ndarray, raster: np.ndarray) -> EditResult:
     changed = int(np.count_nonzero(before != after))
     labelled = layer.labelled_pixels + int(np.count_nonzero(after != UNLABELLED)) - int(
         np.count_nonzero(before != UNLABELLED))
@@ -356,8 +368,8 @@ def _record(*, layer: LabelLayer, review: Review, user: Any, step: _Step, before
     else:
         undo = Edit.objects.only("below_id").get(pk=review.redo_top_id)
         review.done_top_id, review.redo_top_id = step.target.pk, undo.below_id
-    review.confusion = _confusion_delta(review, step.bbox, before, after)
-    review.save(update_fields=["done_top", "redo_top", "confusion", "updated_at"])
+    review.confusion = _confusion_after(review, raster, step.bbox, before, after)
+    review.save(update_fields=["done_top", "redo_top", "confusion", "confusion_basis", "updated_at"])
     layer.revision += 1
     layer.labelled_pixels = labelled
     layer.save(update_fields=["revision", "labelled_pixels", "updated_at"])
@@ -369,11 +381,20 @@ def _record(*, layer: LabelLayer, review: Review, user: Any, step: _Step, before
                       changed_pixels=changed, labelled_pixels=labelled)
 
 
-def review_report(review: Review) -> SegmentationReport | None:
-    """Model against expert on the review's labelled pixels, from the incrementally kept confusion matrix."""
-    if review.confusion is None or review.prediction_id is None:
+def review_confusion(review: Review) -> np.ndarray | None:
+    """The review's confusion matrix ``[K, K]``: the incrementally kept one, or a full count if the prediction
+    was made again since (the next edit stores it)."""
+    if review.prediction_id is None:
         return None
-    return SegmentationReport.from_confusion(np.asarray(review.confusion, np.int64))
+    if _confusion_stale(review):
+        return review_confusion_full(review)
+    return np.asarray(review.confusion, np.int64)
+
+
+def review_report(review: Review) -> SegmentationReport | None:
+    """Model against expert on the review's labelled pixels (see :func:`review_confusion`)."""
+    matrix = review_confusion(review)
+    return None if matrix is None else SegmentationReport.from_confusion(matrix)
 
 
 # --- History and rebuild ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ worked out by hand.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -217,3 +218,20 @@ def test_bad_seen_region_is_400(setup, expert_api) -> None:
     for body in ({"x0": 0, "y0": 0, "x1": "a", "y1": 4}, {"x0": 0}, {"x0": 900, "y0": 900, "x1": 990, "y1": 990}):
         assert expert_api.post(f"/api/reviews/{rid}/next-region/seen/", body, format="json").status_code == 400
     assert Review.objects.get(pk=rid).seen_regions == []
+
+
+def test_agreement_follows_a_prediction_made_again(setup, expert_api) -> None:
+    mosaic, _ = setup
+    rid = hand_made_review(expert_api, mosaic)
+    prediction = Prediction.objects.get(mosaic=mosaic)
+    ring = np.full((H, W), 3, np.uint8)
+    write_raster(prediction.level_path(0), ring)  # the prediction job stores new labels, then saves its row
+    later = prediction.level_path(0).stat().st_mtime_ns + 10**9
+    os.utime(prediction.level_path(0), ns=(later, later))
+    prediction.save()
+    assert expert_api.get(f"/api/reviews/{rid}/agreement/").json()["report"]["accuracy"] == pytest.approx(1 / 3)
+    paint(expert_api, rid, 4, 3, rect(0, 0, 16, 10))  # meshwork → ring where the model now says ring
+    review = Review.objects.get(pk=rid)
+    stored = read_raster(review.layer.raster_path)
+    np.testing.assert_array_equal(np.asarray(review.confusion), confusion_matrix(stored, ring))
+    assert review.confusion_basis == Prediction.objects.get(pk=prediction.pk).updated_at
