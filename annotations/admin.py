@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import AuditEvent, LabelClass, LabelLayer, Mosaic
+from .models import AuditEvent, Edit, LabelClass, LabelLayer, Mosaic, Review
 
 
 @admin.register(LabelClass)
@@ -31,4 +31,31 @@ class AuditEventAdmin(admin.ModelAdmin):
     readonly_fields = ["at", "actor", "verb", "target_type", "target_id", "details"]
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ["id", "mosaic", "expert", "state", "prediction", "layer", "created_at", "submitted_at"]
+    list_filter = ["state"]
+    readonly_fields = ["expert", "mosaic", "prediction", "layer", "confusion", "confusion_basis", "seen_regions",
+                       "done_top", "redo_top", "submitted_at"]
+
+
+@admin.register(Edit)
+class EditAdmin(admin.ModelAdmin):
+    """Edits are append-only: readable here, never changed (undo is a new edit)."""
+
+    list_display = ["id", "review", "author", "op", "class_value", "revision_before", "revision_after",
+                    "changed_pixels", "created_at"]
+    list_filter = ["op"]
+    exclude = ["before", "after"]
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
         return False
