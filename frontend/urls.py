@@ -12,3 +12,7 @@ urlpatterns = [
     path("mosaics/<int:mosaic_id>/", views.viewer, name="viewer"),
     path("models/", views.models, name="models"),
 ]
+
+urlpatterns += [
+    path("mosaics/<int:mosaic_id>/agreement/", views.agreement, name="agreement"),
+]

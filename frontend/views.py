@@ -58,3 +58,16 @@ def models(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/models.html", {
         "can_manage": is_admin(request.user), "finetune": finetune, "labels_default": fields["labels"].default,
     })
+
+
+@login_required
+def agreement(request: HttpRequest, mosaic_id: int) -> HttpResponse:
+    """Agreement of a mosaic: a review against the model (per-class table, confusion plot), every model version
+    against the expert layers (with the change from its parent), and expert against expert. Experts and admins.
+
+    A mosaic the user may not see is 404 (as in the viewer); trainees get 403 (they label blind and see no model).
+    """
+    mosaic = get_for_user(mosaics_visible_to(request.user), mosaic_id)
+    if not has_role(request.user, Role.ADMIN, Role.EXPERT):
+        raise PermissionDenied("Agreement with the model is for experts and admins.")
+    return render(request, "frontend/agreement.html", {"mosaic": mosaic, "is_admin": is_admin(request.user)})
