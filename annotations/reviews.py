@@ -339,7 +339,7 @@ def _apply(*, review: Review, user: Any, revision: int, make: Callable[[Review],
                 result = _record(layer=layer, review=fresh, user=user, step=step, before=before, after=after,
                                  raster=raster)
             except BaseException:
-                restore()  # still under the lock: nobody saw these pixels
+                restore()  # still under the lock: no other edit has read these pixels
                 written = None
                 raise
     except BaseException:
