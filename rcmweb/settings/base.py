@@ -66,8 +66,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web server and worker write the same file: wait for the lock instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # Web server and worker write the same file: wait for the lock instead of failing; WAL lets readers go on
+    # while one writes, and synchronous=NORMAL (safe with WAL) halves an edit's commit time.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 AUTH_PASSWORD_VALIDATORS = [
