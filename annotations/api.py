@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from inference.serializers import JobSerializer
 from rcmweb.access import get_for_user, is_admin
 
-from . import layers, reports, selectors, services
+from . import exports, layers, reports, selectors, services
 from .imaging import ImageRejected
 from .models import Mosaic
 from .parsers import RawNameMultiPartParser
@@ -120,6 +120,55 @@ class MosaicViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
         if fmt != "json":
             raise NotFound(f"Unknown output {fmt!r}; use json, csv or png.")
         return Response(ClassAreaSerializer(rows, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("layer", OpenApiTypes.STR, required=True, description="Layer key from /layers/, "
+                             "e.g. prediction:<id> or layer:<id>."),
+            OpenApiParameter("as", OpenApiTypes.STR, enum=list(exports.EXPORT_FORMATS), description=(
+                "png: label mask at working resolution (uint8, classes 0–5, 255 unlabelled); png-full: the same "
+                "mask at full resolution (nearest neighbour); geojson: one MultiPolygon per class in full-resolution "
+                "image pixels (x right, y down, origin top-left); csv: class areas. Default png.")),
+        ],
+        responses={(200, "image/png"): OpenApiTypes.BINARY, (200, "application/geo+json"): OpenApiTypes.OBJECT,
+                   (200, "text/csv"): OpenApiTypes.STR},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str) -> HttpResponse | StreamingHttpResponse:
+        """Download one layer the user may see as a label mask PNG (working or full resolution), GeoJSON polygons
+        or a class-area CSV."""
+        mosaic = self.get_object()
+        fmt = request.query_params.get("as", "png")
+        if fmt not in exports.EXPORT_FORMATS:
+            raise ValidationError({"as": [f"Unknown export {fmt!r}; use one of {', '.join(exports.EXPORT_FORMATS)}."]})
+        available = layers.mosaic_layers(request.user, mosaic)
+        key = request.query_params.get("layer", "")
+        layer = next((item for item in available if item["key"] == key), None)
+        if layer is None:
+            raise NotFound(f"No layer {key!r} on this mosaic. Available: {[item['key'] for item in available]}.")
+        labels = exports.layer_labels(layer)
+        stem = f"mosaic{mosaic.pk}-{key.replace(':', '-')}"
+        response: HttpResponse | StreamingHttpResponse
+        if fmt == "png":
+            response = HttpResponse(exports.png_bytes(labels), content_type="image/png")
+            filename = f"{stem}.png"
+        elif fmt == "png-full":
+            response = StreamingHttpResponse(exports.full_resolution_png(labels, mosaic.height, mosaic.width),
+                                             content_type="image/png")
+            filename = f"{stem}-full.png"
+        else:
+            rows = layers.class_areas(labels, um_per_px=mosaic.working_um_per_px)
+            if fmt == "csv":
+                response = HttpResponse(reports.class_areas_csv(rows, title=f"{mosaic.name}: {layer['title']}"),
+                                        content_type="text/csv")
+                filename = f"{stem}.csv"
+            else:
+                response = JsonResponse(
+                    exports.layer_geojson(labels, height=mosaic.height, width=mosaic.width, classes=rows),
+                    content_type="application/geo+json")
+                filename = f"{stem}.geojson"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
     @extend_schema(request=None, responses={202: JobSerializer, 200: JobSerializer})
     @action(detail=True, methods=["post"])
