@@ -63,7 +63,7 @@ def _create(*, weights_file: Path, sha: str, name: str, user: Any, parent: Model
             version = ModelVersion.objects.create(
                 name=name[:128], architecture=config, weights_sha256=sha, parent=parent,
                 status=ModelVersion.Status.CANDIDATE, notes=notes,
-                metrics=metadata.get("metrics") or {}, training_summary=metadata.get("training") or {},
+                metrics=_metrics_from(metadata), training_summary=metadata.get("training") or {},
                 created_by=user if getattr(user, "is_authenticated", False) else None,
             )
             target = version.weights_path
@@ -75,6 +75,16 @@ def _create(*, weights_file: Path, sha: str, name: str, user: Any, parent: Model
             target.unlink(missing_ok=True)
         raise
     return version
+
+
+def _metrics_from(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Figures stored with the weights: a fine-tuned version's ``metrics``; or the held-out report that
+    bench/train_demo.py writes as ``heldout``, shown like a fine-tune's held-out figures."""
+    if metadata.get("metrics"):
+        return dict(metadata["metrics"])
+    if isinstance(metadata.get("heldout"), dict):
+        return {"held_out": metadata["heldout"]}
+    return {}
 
 
 def model_version_activate(*, version: ModelVersion, user: Any = None) -> ModelVersion:

@@ -85,3 +85,17 @@ def test_admin_lists_every_model(admin_user, client) -> None:
         assert admin.site.is_registered(model), model
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert client.get(url).status_code == 200, url
+
+
+def test_demo_style_heldout_report_becomes_held_out_metrics(tmp_path, admin_user, media_root) -> None:
+    import torch
+
+    from inference.ml.models import ModelConfig, build_model
+    from inference.ml.weights import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "demo.safetensors"
+    save_model(path, build_model(ModelConfig(arch="munet", levels=2, base_channels=4)),
+               metadata={"heldout": {"mean_dice": 0.9, "accuracy": 0.95}})
+    version, _ = model_version_register(weights_file=path, name="demo", user=admin_user)
+    assert version.metrics == {"held_out": {"mean_dice": 0.9, "accuracy": 0.95}}
