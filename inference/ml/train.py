@@ -40,11 +40,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from inference.ml.losses import DEFAULT_BETAS, MultiLevelDiceLoss, class_weights
+from inference.ml.classes import UNLABELLED
+from inference.ml.losses import DEFAULT_BETAS, MultiLevelDiceLoss, class_weights, downsample_labels
 from inference.ml.metrics import SegmentationReport, confusion_matrix
 from inference.ml.models import ModelConfig, build_model
 from inference.ml.models.base import SegmentationModel
@@ -67,6 +69,7 @@ MAX_PATCH = 1024  # 4x the paper's window; beyond it a batch no longer fits a CP
 MAX_LR = 1.0  # Adam with a step this large only diverges
 PLATEAU_FACTOR = 0.5  # reduce-on-plateau halves the learning rate...
 PLATEAU_PATIENCE = 3  # ...after 3 epochs without improvement of the validation loss: ~10 % of a typical run
+MAX_CE_WEIGHT = 10.0  # beyond 10x the Dice term the loss is cross-entropy with a Dice garnish
 VAL_OVERLAP = 0.0  # validation patches tile the mosaic (each pixel once, except where the last row/column is flush)
 # Keys of TrainConfig that do not change the result: a run may resume with different values.
 RESUMABLE_DIFFERENCES = ("device", "checkpoint_dir", "num_workers", "restore_best")
@@ -113,6 +116,9 @@ class TrainConfig:
     checkpoint_dir: Path | None = None
     num_workers: int = 0  # DataLoader worker processes (0: load patches in the training process)
     restore_best: bool = True  # the returned model holds the best epoch's weights (else the last epoch's)
+    # Weight of an added cross-entropy term (0 = the paper's Dice loss alone). Cross-entropy gives every labelled
+    # pixel a gradient from the first step, where the Dice gradient is weak; see ``DiceCrossEntropyLoss``.
+    ce_weight: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -129,6 +135,7 @@ class TrainConfig:
             ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
              "None or >= 1"),
             ("num_workers", self.num_workers >= 0, ">= 0"),
+            ("ce_weight", 0 <= self.ce_weight <= MAX_CE_WEIGHT, f"in [0, {MAX_CE_WEIGHT}]"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -216,7 +223,33 @@ def _constant_one(epoch: int) -> float:
     return 1.0
 
 
-def _validate(model: nn.Module, loader: DataLoader, loss_fn: MultiLevelDiceLoss, device: torch.device,
+class DiceCrossEntropyLoss(nn.Module):
+    """``MultiLevelDiceLoss + ce_weight * sum_m beta_m * CE_m``: the paper's loss plus a cross-entropy term.
+
+    ``CE_m`` is the mean cross-entropy over the labelled pixels of level ``m`` (labels downsampled as for the Dice
+    term, 255 ignored). With ``ce_weight = 0`` this is exactly ``MultiLevelDiceLoss``. Same inputs: logits per level
+    ``[B, K, H/2**m, W/2**m]``, target ``[B, H, W]`` int64.
+    """
+
+    def __init__(self, alpha: np.ndarray, betas: Sequence[float], ce_weight: float = 0.0) -> None:
+        super().__init__()
+        self.dice = MultiLevelDiceLoss(alpha, betas)
+        self.ce_weight = float(ce_weight)
+
+    def forward(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        loss = self.dice(logits, target)
+        if self.ce_weight == 0.0:
+            return loss
+        k = int(self.dice.alpha.numel())
+        ce = logits[0].new_zeros(())
+        for m, (beta, level_logits) in enumerate(zip(self.dice.betas, logits, strict=True)):
+            level_target = downsample_labels(target, 2**m, num_classes=k)
+            if bool((level_target != UNLABELLED).any()):
+                ce = ce + beta * F.cross_entropy(level_logits.float(), level_target, ignore_index=UNLABELLED)
+        return loss + self.ce_weight * ce
+
+
+def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device,
               num_classes: int) -> tuple[float, SegmentationReport]:
     """Mean loss over the validation batches and the report of the finest level's arg-max (labelled pixels)."""
     model.eval()
@@ -287,7 +320,7 @@ def train(
         raise ValueError(f"TrainConfig.betas has {len(betas)} weights but the model has {levels} output levels")
     num_classes = int(model_config.num_classes)
     alpha = class_weights((labels for _, labels in train_pairs), num_classes=num_classes)
-    loss_fn = MultiLevelDiceLoss(alpha, betas).to(device)
+    loss_fn = DiceCrossEntropyLoss(alpha, betas, config.ce_weight).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _make_scheduler(optimizer, config)
 
@@ -450,4 +483,4 @@ def train(
     )
 
 
-__all__ = ["CheckpointMismatch", "TrainConfig", "TrainResult", "data_fingerprint", "default_betas", "train"]
+__all__ = ["CheckpointMismatch", "DiceCrossEntropyLoss", "TrainConfig", "TrainResult", "data_fingerprint", "default_betas", "train"]

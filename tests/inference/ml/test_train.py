@@ -3,12 +3,15 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from inference.ml.losses import MultiLevelDiceLoss, downsample_labels
 from inference.ml.models import ModelConfig, build_model
 from inference.ml.synthetic import generate_mosaic
 from inference.ml.train import (
     LAST_STATE,
     CheckpointMismatch,
+    DiceCrossEntropyLoss,
     TrainConfig,
     default_betas,
     train,
@@ -164,3 +167,16 @@ def test_default_betas_are_the_papers_for_three_levels_and_sum_to_one():
 def test_invalid_train_config_is_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_dice_cross_entropy_loss_adds_the_level_weighted_cross_entropy():
+    alpha = np.full(6, 1 / 6)
+    logits = [torch.randn(2, 6, 16, 16), torch.randn(2, 6, 8, 8)]
+    target = torch.randint(0, 6, (2, 16, 16))
+    target[:, :4] = 255
+    dice_only = DiceCrossEntropyLoss(alpha, (0.8, 0.2))(logits, target)
+    assert dice_only == pytest.approx(float(MultiLevelDiceLoss(alpha, (0.8, 0.2))(logits, target)))
+    combined = DiceCrossEntropyLoss(alpha, (0.8, 0.2), ce_weight=0.5)(logits, target)
+    ce = 0.8 * F.cross_entropy(logits[0], target, ignore_index=255) + 0.2 * F.cross_entropy(
+        logits[1], downsample_labels(target, 2), ignore_index=255)
+    assert combined == pytest.approx(float(dice_only + 0.5 * ce), rel=1e-5)
