@@ -33,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--schedule", choices=("cosine", "plateau", "constant"), default="cosine")
     parser.add_argument("--max-steps-per-epoch", type=int, default=None)
+    parser.add_argument("--ce-weight", type=float, default=0.0,
+                        help="weight of an added cross-entropy term (default 0: the paper's Dice loss alone)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patch=args.patch, seed=args.seed,
         schedule=args.schedule, max_steps_per_epoch=args.max_steps_per_epoch, device=args.device,
+        ce_weight=args.ce_weight,
         checkpoint_dir=checkpoint_dir,
     )
     print(f"training on {len(train_pairs)} mosaic(s), validating on {len(val_pairs)}; checkpoints in {checkpoint_dir}")
