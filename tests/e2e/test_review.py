@@ -153,7 +153,11 @@ def test_expert_accepts_paints_reloads_undoes_and_sees_the_agreement_follow(page
     page.keyboard.press("a")
     corner_a, corner_b = image_to_page(page, [(100 * SCALE + 1, 75 * SCALE + 1), (300 * SCALE - 1, 225 * SCALE - 1)])
     centre = viewport_centre(page)
-    drag(page, [corner_a, corner_b])
+    page.mouse.move(*corner_a)
+    page.mouse.down()
+    page.mouse.move(*corner_b, steps=6)
+    page.screenshot(path=artifacts / "review-accept-drag.png")  # the rubber band while dragging
+    page.mouse.up()
     wait_saved(page)
     inside = [(c, r) for r in range(76, 224, 21) for c in range(101, 299, 27)]
     assert overlay_values(page, inside) == [int(model[r, c]) for c, r in inside]
@@ -406,6 +410,16 @@ def test_another_expert_can_neither_see_nor_change_the_review(page, login, mosai
     assert eve_review != review.pk
     np.testing.assert_array_equal(review_raster(review.pk), before)
     assert Review.objects.get(pk=review.pk).layer.revision == 2
+
+    # An admin sees who reviewed what (and does not get anyone's review as theirs).
+    page.context.clear_cookies()
+    open_as(page, login, mosaic, username="ada")
+    page.locator(".all-review").nth(1).wait_for()
+    listed = page.locator(".all-review").all_inner_texts()
+    assert any("erin" in row and "In progress" in row for row in listed)
+    assert any("eve" in row for row in listed)
+    assert page.locator("[data-action=start-review]").inner_text() == "Start my review"
+    page.screenshot(path=artifacts / "review-admin.png")
     assert [e for e in page.js_errors if not e.startswith("Failed to load resource")] == []  # the 404s above
 
 

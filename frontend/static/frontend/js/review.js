@@ -50,20 +50,20 @@ const NATIVE_ZOOM_KEY = '!';
 const STORAGE_KEY = 'rcmweb.review.tools';
 
 const TOOL_INFO = {
-  pan: {label: 'Pan', help: 'Pan tool', key: 'h', shortcut: 'H', hint: 'Drag to pan, scroll to zoom.',
+  pan: {label: 'Pan', help: 'Pan tool', key: 'h', shortcut: 'H', hint: 'Drag to pan, scroll to zoom · `B` brush · `A` accept',
     icon: 'M7 10V5a1.3 1.3 0 0 1 2.6 0v4M9.6 9V3.8a1.3 1.3 0 0 1 2.6 0V9M12.2 9V5a1.3 1.3 0 0 1 2.6 0v6c0 3.2-2.2 5.5-5.2 5.5-2.2 0-3.6-1-4.8-2.9l-2-3.2a1.3 1.3 0 0 1 2.1-1.5L7 11'},
   brush: {label: 'Brush: paint the chosen class', help: 'Brush', key: 'b', shortcut: 'B',
-    hint: 'Drag to paint the chosen class · , and . change the size · Space + drag pans',
+    hint: 'Drag to paint the chosen class · `,` `.` brush size · hold `Space` to pan',
     icon: 'M15.2 3.2a1.4 1.4 0 0 1 2 2L10.5 12l-2.4-.6-.6-2.4zM7.4 11.2c-1.9-.2-3.2 1-3.4 2.8-.1 1.2-.6 1.9-1.5 2.4 3.1.8 6.3-.4 6.7-3.3'},
   eraser: {label: 'Eraser: back to unlabelled', help: 'Eraser (back to unlabelled)', key: 'e', shortcut: 'E',
-    hint: 'Drag to erase your labels back to unlabelled · , and . change the size',
+    hint: 'Drag to erase back to unlabelled · `,` `.` eraser size · hold `Space` to pan',
     icon: 'M8.5 16.5h8M3.9 12.3l7.3-7.4a1.5 1.5 0 0 1 2.1 0l2.8 2.8a1.5 1.5 0 0 1 0 2.1l-6.8 6.7H7.4l-3.5-3.3a.7.7 0 0 1 0-.9zM7.2 9l4.8 4.8'},
   fill: {label: 'Fill: a polygon or rectangle with the chosen class', help: 'Fill a polygon or rectangle', key: 'g', shortcut: 'G',
-    hint: 'Drag a rectangle, or click corners and double-click (or Enter) to fill with the chosen class · Esc cancels',
+    hint: 'Drag a rectangle, or click corners and double-click (or `Enter`) to fill with the chosen class · `Esc` cancels',
     icon: 'M3.5 15.5 5.5 4l9 3.5 2 8z'},
   accept: {label: 'Accept: the model’s labels inside a rectangle or polygon', help: 'Accept the model’s labels in a shape',
     key: 'a', shortcut: 'A',
-    hint: 'Drag a rectangle, or click corners and double-click (or Enter): the model’s labels inside become yours · Esc cancels',
+    hint: 'Drag a rectangle, or click corners and double-click (or `Enter`): the model’s labels inside become yours · `Esc` cancels',
     icon: 'M3 6V3h3M14 3h3v3M17 14v3h-3M6 17H3v-3M8.5 3h3M8.5 17h3M3 8.5v3M17 8.5v3M6.5 10.2l2.4 2.4 4.6-5'},
 };
 const ACTION_ICONS = {
@@ -269,6 +269,10 @@ export class ReviewController {
 
   /** Show `review` (from the API): its layer on top as the editable overlay, its state, agreement and history. */
   async open(review) {
+    if (this.queue) this.queue.stop();
+    this.queue = null; // nothing is drawn until the layer of this review is in place
+    this.overlay = null;
+    this.predictionOverlay = null;
     this.review = review;
     this.server = {canUndo: review.can_undo, canRedo: review.can_redo};
     this.#setState('loading');
@@ -293,7 +297,6 @@ export class ReviewController {
         this.predictionOverlay = null; // accept still works; it shows when the server answers
       });
     }
-    if (this.queue) this.queue.stop();
     this.queue = new EditQueue({overlay: this.overlay, revision: review.revision,
       send: (op, revision) => this.#send(op, revision),
       onConfirmed: (result, op) => this.#confirmed(result, op),
@@ -864,12 +867,17 @@ export class ReviewController {
 
   setTool(tool) {
     if (!this.editable && tool !== 'pan') return;
+    if (tool === 'accept' && !this.review.prediction) {
+      this.notice('This review has no model prediction to accept: paint or fill instead.');
+      return;
+    }
     this.tools.setTool(tool);
   }
 
   #toolChanged(tool) {
     for (const name of Object.keys(TOOL_INFO)) this.app.toolbar.setPressed(`tool-${name}`, name === tool);
-    this.hint.textContent = TOOL_INFO[tool].hint;
+    // `key` in a hint is shown as a key cap
+    replaceChildren(this.hint, TOOL_INFO[tool].hint.split('`').map((part, i) => (i % 2 ? h('kbd', {}, part) : part)));
     this.brushBox.hidden = !(tool === 'brush' || tool === 'eraser');
     this.options.dataset.tool = tool;
     this.#savePrefs();

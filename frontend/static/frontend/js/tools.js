@@ -38,8 +38,10 @@ function svg(tag, attrs = {}) {
   return el;
 }
 
-function isTypingTarget(target) {
-  return target instanceof Element && Boolean(target.closest('input, textarea, select, button, [contenteditable]'));
+/** Keys typed into a field, or pressed on a control of the side panel or a dialog, are theirs, not the tools'. */
+function belongsElsewhere(target) {
+  return target instanceof Element && Boolean(target.closest('input:not([type=range]):not([type=checkbox]), '
+    + 'textarea, select, [contenteditable], .side-panel, dialog'));
 }
 
 export class ToolController {
@@ -249,7 +251,7 @@ export class ToolController {
   // ---- keys that belong to gestures (Space to pan, Enter / Esc / Backspace for polygons) ----------------------
   #bindKeys() {
     document.addEventListener('keydown', (event) => {
-      if (event.ctrlKey || event.metaKey || event.altKey || isTypingTarget(event.target)) return;
+      if (event.ctrlKey || event.metaKey || event.altKey || belongsElsewhere(event.target)) return;
       if (event.key === ' ' && this.enabled) {
         event.preventDefault(); // no page scroll
         if (!this.spaceHeld && !this.gesture) {
@@ -268,6 +270,7 @@ export class ToolController {
     });
     document.addEventListener('keyup', (event) => {
       if (event.key === ' ' && this.spaceHeld) {
+        event.preventDefault(); // a focused toolbar button is not pressed by the Space that panned
         this.spaceHeld = false;
         this.#updateCursor();
         this.render();
