@@ -278,9 +278,10 @@ def test_keys_are_listed_in_the_help_and_space_pans_with_a_drawing_tool(page, lo
     assert page.js_errors == []
 
 
-def test_polygon_fill_a_stale_page_rolls_back_and_submit(page, login, mosaic, expert_user, artifacts) -> None:
-    """A polygon clicked corner by corner fills with the class; an edit made on a page that another tab left stale
-    is refused (409), taken back and the layer reloaded with the other tab's edit; then the review is submitted."""
+def test_polygon_fill_eraser_a_stale_page_rolls_back_and_submit(page, login, mosaic, expert_user, artifacts) -> None:
+    """A polygon clicked corner by corner fills with the class; the eraser, undo and redo follow on the server; an
+    edit made on a page that another tab left stale is refused (409), taken back and the layer reloaded with the
+    other tab's edit; then the review is submitted (after a confirmation) and can no longer change."""
     from annotations import reviews
     from annotations.models import Review
 
@@ -303,6 +304,22 @@ def test_polygon_fill_a_stale_page_rolls_back_and_submit(page, login, mosaic, ex
     browser_copy = np.array(page.evaluate(f"() => Array.from({REVIEW}.overlay.data)"), np.uint8).reshape(WORK_H, WORK_W)
     np.testing.assert_array_equal(browser_copy, stored)  # the server's pixels replaced the local guess
 
+    # The eraser takes a band of it back to unlabelled; undo and redo (Ctrl+Shift+Z) follow on the server.
+    page.keyboard.press("e")
+    band = [(c, 150) for c in range(200, 300, 10)]
+    drag(page, image_to_page(page, [(190 * SCALE, 150 * SCALE), (310 * SCALE, 150 * SCALE)]))
+    wait_saved(page)
+    assert [int(review_raster(review_id)[r, c]) for c, r in band] == [255] * len(band)
+    assert overlay_values(page, band) == [255] * len(band)
+    page.keyboard.press("Control+z")
+    page.wait_for_function(f"() => {REVIEW}.review.revision === 4")
+    assert [int(review_raster(review_id)[r, c]) for c, r in band] == [4] * len(band)
+    page.keyboard.press("Control+Shift+Z")
+    page.wait_for_function(f"() => {REVIEW}.review.revision === 5")
+    wait_saved(page)
+    assert [int(review_raster(review_id)[r, c]) for c, r in band] == [255] * len(band)
+    assert overlay_values(page, band) == [255] * len(band)
+
     # Another tab of the same expert erases a corner of the polygon: this page is now one revision behind.
     review = Review.objects.get(pk=review_id)
     reviews.review_edit(review=review, user=expert_user, revision=review.layer.revision, op="erase",
@@ -313,7 +330,7 @@ def test_polygon_fill_a_stale_page_rolls_back_and_submit(page, login, mosaic, ex
     page.locator(".review-error").wait_for()
     assert "changed elsewhere" in page.locator(".review-error").inner_text()
     page.wait_for_function(f"() => !document.querySelector('{ROOT}').dataset.resyncing && {REVIEW}.queue.idle")
-    page.wait_for_function(f"() => {REVIEW}.review.revision === 3")
+    page.wait_for_function(f"() => {REVIEW}.review.revision === 6")
     stored = review_raster(review_id)
     assert [int(stored[r, c]) for c, r in line] == [255] * len(line)  # the refused stroke changed nothing
     browser_copy = np.array(page.evaluate(f"() => Array.from({REVIEW}.overlay.data)"), np.uint8).reshape(WORK_H, WORK_W)
