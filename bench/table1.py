@@ -1,9 +1,12 @@
 """The paper's Table 1 on synthetic data: MUNet and the four baselines trained alike, scored on held-out mosaics.
 
-Usage: ``python bench/table1.py [--threads 2] [--models munet,unet,segnet,fcn,deeplab] [--steps 30 --epochs 9]``
+Usage: ``python bench/table1.py [--threads 2] [--models munet,unet,segnet,fcn,deeplab] [--epochs 12 --steps 50]
+[--width-scale 0.5] [--ce-weight 1.0]``
 
-Every model (default config of ``inference.ml.models``) gets the same data and the same budget: the same
-``TrainConfig`` (epochs × steps per epoch × batch of patches, Adam, cosine schedule, seed), trained on the *partial*
+Every model (the architectures of ``inference.ml.models`` with their default configs, except that the widths,
+``base_channels``, are scaled by ``--width-scale``: 0.5 by default, ~1/4 of the FLOPs, so that the five trainings fit
+the one-hour budget on 2 CPU cores) gets the same data and the same budget: the same ``TrainConfig`` (epochs × steps
+per epoch × batch of patches, Adam, cosine schedule, seed, loss), trained on the *partial*
 labels of ``--train-count`` synthetic mosaics of ``--size``² px at 4 µm/px (seeds 0, 1, ...), the best epoch chosen
 on one validation mosaic (seed 500). Test: ``--test-count`` mosaics (seeds 9001, ...: never used for training or
 selection), predicted whole with ``predict_mosaic`` (paper mode: 256 px windows, 75 % overlap) and scored against
@@ -35,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from inference.ml.classes import CLASSES  # noqa: E402
 from inference.ml.infer import evaluate_model, optimise_for_cpu  # noqa: E402
 from inference.ml.models import ModelConfig, build_model, count_parameters  # noqa: E402
+from inference.ml.models.config import DEFAULT_BASE_CHANNELS, MIN_BASE_CHANNELS  # noqa: E402
 from inference.ml.synthetic import generate_mosaic  # noqa: E402
 from inference.ml.train import TrainConfig, train  # noqa: E402
 from inference.ml.weights import save_model  # noqa: E402
@@ -94,11 +98,11 @@ def chart(rows: list[dict], path: Path) -> None:
 
 def markdown(rows: list[dict], setup: str) -> str:
     keys = [c.key for c in CLASSES]
-    lines = [setup, "", "| model | params (M) | GFLOP / 256² | windows/s | accuracy | mean Dice | kappa | "
-             + " | ".join(f"Dice {k}" for k in keys) + " |", "|---" + "|---:" * (6 + len(keys)) + "|"]
+    lines = [setup, "", "| model | base channels | params (M) | GFLOP / 256² | windows/s | accuracy | mean Dice | kappa | "
+             + " | ".join(f"Dice {k}" for k in keys) + " |", "|---" + "|---:" * (7 + len(keys)) + "|"]
     for r in rows:
         dice = " | ".join("n/a" if d is None else f"{100 * d:.1f}" for d in r["dice"])
-        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f} | {r['gflop']:.2f} | {r['windows_per_s']:.2f} | "
+        lines.append(f"| {r['name']} | {r['base_channels']} | {r['params'] / 1e6:.2f} | {r['gflop']:.2f} | {r['windows_per_s']:.2f} | "
                      f"{100 * r['accuracy']:.1f} | {100 * r['mean_dice']:.1f} | {r['kappa']:.3f} | {dice} |")
     for figure in ("sensitivity", "specificity", "dice", "precision"):
         lines += ["", f"{figure.capitalize()} (%)", "", "| class | " + " | ".join(r["name"] for r in rows) + " |",
@@ -120,10 +124,13 @@ def main() -> None:
     parser.add_argument("--test-count", type=int, default=2)
     parser.add_argument("--test-size", type=int, default=768)
     parser.add_argument("--patch", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=30, help="steps per epoch")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width-scale", type=float, default=0.5, help="base_channels = default x this (min 4)")
+    parser.add_argument("--ce-weight", type=float, default=1.0,
+                        help="cross-entropy term added to the Dice loss, for every model (0: Dice alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     archs = [a for a in args.models.split(",") if a]
@@ -140,17 +147,21 @@ def main() -> None:
     setup = (
         f"Synthetic data at {UM_PER_PX:g} µm/px. Training: {args.train_count} mosaics of {args.size}² px (partial "
         f"labels), {args.epochs} epochs × {args.steps} steps × {args.batch_size} patches of {args.patch}² px, Adam "
-        f"lr {args.lr:g} cosine, same seed for every model; best epoch on 1 validation mosaic of {args.val_size}² px. "
+        f"lr {args.lr:g} cosine, loss multi-level Dice + {args.ce_weight:g} × cross-entropy, same seed for every "
+        f"model; widths (base_channels) {args.width_scale:g} × each architecture's default; best epoch on 1 "
+        f"validation mosaic of {args.val_size}² px. "
         f"Test: {args.test_count} held-out mosaics of {args.test_size}² px (seeds {TEST_SEED}..), paper-mode tiled "
         f"inference, scored against the full truth. windows/s: 256² windows, batch 8, optimise_for_cpu, "
         f"{args.threads} threads."
     )
     rows = []
     for arch in archs:
-        config = ModelConfig(arch=arch)
+        width = max(MIN_BASE_CHANNELS, round(DEFAULT_BASE_CHANNELS[arch] * args.width_scale))
+        config = ModelConfig(arch=arch, base_channels=width)
         folder = OUT / "table1" / arch
         tc = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patch=args.patch, seed=0,
-                         max_steps_per_epoch=args.steps, device="cpu", checkpoint_dir=folder)
+                         max_steps_per_epoch=args.steps, device="cpu", checkpoint_dir=folder,
+                         ce_weight=args.ce_weight)
         start = time.perf_counter()
 
         def progress(fraction: float, message: str, info: dict, arch: str = arch, start: float = start) -> None:
@@ -166,7 +177,7 @@ def main() -> None:
         eval_s = time.perf_counter() - start
         report = pooled.to_dict()
         row = {
-            "arch": arch, "name": NAMES[arch], "params": count_parameters(result.model),
+            "arch": arch, "name": NAMES[arch], "base_channels": width, "params": count_parameters(result.model),
             "gflop": gflop_per_window(config), "windows_per_s": windows_per_second(result.model),
             "accuracy": pooled.accuracy, "mean_dice": pooled.mean_dice, "kappa": pooled.kappa,
             "dice": [report["dice"][c.key] for c in CLASSES], "report": report, "best_epoch": result.best_epoch,
