@@ -43,6 +43,8 @@ export const REVIEW_Z = 50;
 export const REVIEW_OPACITY = 0.6;
 // "Next" frames the region with this share of its size as margin on every side, to show its surroundings.
 export const NEXT_MARGIN = 0.6;
+// overlays.js sets app.overlays in the same turn as the image opens; if it has not after this long, it failed to load.
+const OVERLAYS_WAIT_MS = 10000;
 // Class keys: '1'..'6' pick classes 0..5 (the paper's order).
 export const CLASS_KEYS = ['1', '2', '3', '4', '5', '6'];
 // While a review is open, '1' picks a class; zoom to 1:1 moves to Shift 1 ('!').
@@ -193,7 +195,6 @@ export class ReviewController {
     this.server = {canUndo: false, canRedo: false};
     this.historyCount = 0;
     this.timers = {};
-    this.lastRegion = null;
   }
 
   get key() {
@@ -239,8 +240,13 @@ export class ReviewController {
     return this;
   }
 
+  /** The overlays controller (overlays.js starts it from the same `app.ready` just before this module). */
   async #overlays() {
-    while (!this.app.overlays) await new Promise((resolve) => setTimeout(resolve, 20));
+    const until = performance.now() + OVERLAYS_WAIT_MS;
+    while (!this.app.overlays) {
+      if (performance.now() > until) throw new Error('The layers did not start; the review needs them.');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     return this.app.overlays.ready;
   }
 
@@ -275,6 +281,7 @@ export class ReviewController {
     this.predictionOverlay = null;
     this.review = review;
     this.server = {canUndo: review.can_undo, canRedo: review.can_redo};
+    this.historyCount = 0;
     this.#setState('loading');
     const overlays = this.app.overlays;
     if (!overlays.entries.has(this.key)) await overlays.refresh();
@@ -531,7 +538,6 @@ export class ReviewController {
         this.notice(answer.detail || 'No region left to look at.');
         return;
       }
-      this.lastRegion = region;
       const {x0, y0, x1, y1} = region;
       const mx = (x1 - x0) * NEXT_MARGIN;
       const my = (y1 - y0) * NEXT_MARGIN;
