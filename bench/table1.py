@@ -117,6 +117,7 @@ def markdown(rows: list[dict], setup: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT, help="output folder (default bench/out)")
     parser.add_argument("--models", default=",".join(ARCHS))
     parser.add_argument("--train-count", type=int, default=6)
     parser.add_argument("--size", type=int, default=1024)
@@ -158,7 +159,7 @@ def main() -> None:
     for arch in archs:
         width = max(MIN_BASE_CHANNELS, round(DEFAULT_BASE_CHANNELS[arch] * args.width_scale))
         config = ModelConfig(arch=arch, base_channels=width)
-        folder = OUT / "table1" / arch
+        folder = args.out / "table1" / arch
         tc = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patch=args.patch, seed=0,
                          max_steps_per_epoch=args.steps, device="cpu", checkpoint_dir=folder,
                          ce_weight=args.ce_weight)
@@ -187,11 +188,11 @@ def main() -> None:
         print(f"{NAMES[arch]}: mean Dice {pooled.mean_dice:.4f}, accuracy {pooled.accuracy:.4f}, best epoch "
               f"{result.best_epoch}, train {train_s:.0f} s, eval {eval_s:.0f} s, {row['windows_per_s']:.2f} windows/s",
               flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, setup + f" Whole bench: {time.perf_counter() - t0:.0f} s.")
-    (OUT / "table1.md").write_text(text)
-    (OUT / "table1.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=1))
-    chart(rows, OUT / "table1.png")
+    (args.out / "table1.md").write_text(text)
+    (args.out / "table1.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=1))
+    chart(rows, args.out / "table1.png")
     print(text)
 
 
