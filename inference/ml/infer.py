@@ -3,10 +3,13 @@
 The paper slides a 256 px window with 75 % overlap over the ~3000 × 3000 mosaic, averages the overlapping softmax
 probability maps and takes the arg-max. :func:`predict_mosaic` does exactly that, with these choices:
 
-* **Even coverage.** The mosaic is padded by reflection by ``window - stride`` pixels on the top/left and by enough
-  on the bottom/right that window starts ``0, stride, 2·stride, …`` (in padded coordinates) cover every mosaic pixel
-  with the same number of windows, ``(window / stride)²`` (16 in paper mode). Mosaics smaller than a window are
-  padded the same way (reflection repeats as often as needed).
+* **Even coverage (paper mode).** The mosaic is padded by reflection by ``window - stride`` pixels on the top/left
+  and by enough on the bottom/right that window starts ``0, stride, 2·stride, …`` (in padded coordinates) cover every
+  mosaic pixel with the same number of windows, ``(window / stride)²`` (16 in paper mode). Mosaics smaller than a
+  window are padded the same way (reflection repeats as often as needed).
+* **Clamped windows (fast mode).** No padding beyond what makes the mosaic at least one window and a multiple of
+  the coarsest level's scale; starts every ``stride`` from 0, the last one moved back to end at the border (as MONAI's
+  ``sliding_window_inference`` places them). Border pixels get fewer windows, but no window is spent on padding.
 * **Constant weighting.** Every window adds its softmax probabilities with weight 1; the mean is the sum divided by
   the number of windows covering the pixel (the count is separable, rows × columns, so no count map is held).
 * **Bounded memory.** Windows are run one row of windows at a time; a band buffer ``float32 [K, window, W_pad]``
@@ -18,10 +21,11 @@ probability maps and takes the arg-max. :func:`predict_mosaic` does exactly that
   own resolution (stride and window divided by ``2**m``) and returned as a label map of ``ceil(H / 2**m) ×
   ceil(W / 2**m)`` pixels (not upsampled). ``levels[0]`` is ``labels``.
 
-Modes: ``"paper"`` = 256 px windows, 75 % overlap (16 windows per pixel). ``"fast"`` = 512 px windows, 50 % overlap
-(4 windows per pixel, each with 4× the area, so ~4× less convolution work than paper mode) and channels-last input;
-meant for the app with a model prepared by :func:`optimise_for_cpu`. ``bench/speed.py`` measures both and their
-agreement. ``window`` and ``overlap`` given explicitly override the mode's values.
+Modes: ``"paper"`` = 256 px windows, 75 % overlap, even coverage (16 windows per pixel). ``"fast"`` = 512 px
+windows, 50 % overlap, clamped windows, channels-last input (up to 4 windows per pixel, each with 4× the area: ~4×
+less convolution work than paper mode on a large mosaic, less on a small one); meant for the app, with a model
+prepared by :func:`optimise_for_cpu`. ``bench/speed.py`` measures both and their agreement. ``window`` and
+``overlap`` given explicitly override the mode's values.
 """
 
 from __future__ import annotations
