@@ -1,14 +1,16 @@
 """CPU inference speed of MUNet: windows/s at 256² (eager fp32 vs faster paths) and whole-mosaic times.
 
 Usage: ``python bench/speed.py [--threads 2] [--weights inference/weights/demo_munet.safetensors] [--side 3000]
-[--skip-mosaic] [--compile]``
+[--skip-mosaic] [--compile] [--no-int8]``
 
 Part 1 runs the same 256² windows (cut from a synthetic mosaic) through each variant, interleaving the variants
 over several rounds and keeping each one's best round (the machine is shared: the best round is the one least
 disturbed), and reports windows/s, the speed-up over eager fp32 at batch 8 (what ``predict_mosaic`` runs by
-default) and the share of pixels whose label equals eager fp32's. Part 2 times ``predict_mosaic`` on a whole
-``side × side`` mosaic in paper mode and in fast mode, both with ``optimise_for_cpu``, and reports their agreement
-and their accuracy against the synthetic truth. Figures go to stdout and ``bench/out/speed.json``.
+default) and the share of pixels whose label equals eager fp32's; the int8 variant (``quantize_for_cpu``) is
+calibrated on windows of another mosaic. Part 2 times ``predict_mosaic`` on a whole ``side × side`` mosaic in paper
+mode and in fast mode, with ``optimise_for_cpu`` (float32) and with the int8 model, and reports each one's
+agreement with paper mode in float32 and its accuracy against the synthetic truth. Figures go to stdout and
+``bench/out/speed.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ OUT = ROOT / "bench" / "out"
 WINDOWS = 16  # windows per timed round: two batches of 8, enough for a stable rate, short enough to interleave
 ROUNDS = 3
 MOSAIC_SEED = 4242  # never used for training (training seeds are < 1000, see bench/table1.py and train_demo.py)
+CALIBRATION_SEED = 4243  # int8 calibration windows come from another mosaic than the timed ones
+CALIBRATION_WINDOWS = 16
 
 
 def _load(weights: Path) -> tuple[torch.nn.Module, str]:
@@ -58,7 +62,25 @@ def _windows(image: np.ndarray, n: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(tiles)).float().div(255).unsqueeze(1)
 
 
-def _variants(model: torch.nn.Module, use_compile: bool) -> dict[str, tuple[torch.nn.Module, int, bool]]:
+def _calibration(window: int) -> torch.Tensor:
+    image = generate_mosaic(height=1024, width=1024, um_per_px=4.0, seed=CALIBRATION_SEED).image
+    rng = np.random.default_rng(1)
+    tiles = [image[y : y + window, x : x + window] for y, x in zip(rng.integers(0, 1024 - window, CALIBRATION_WINDOWS),
+                                                                   rng.integers(0, 1024 - window, CALIBRATION_WINDOWS),
+                                                                   strict=True)]
+    return torch.from_numpy(np.stack(tiles)).float().div(255).unsqueeze(1)
+
+
+def _int8(model: torch.nn.Module, window: int, batch: int) -> torch.nn.Module:
+    from inference.ml.quantize import quantize_for_cpu
+
+    start = time.perf_counter()
+    quantized = quantize_for_cpu(model, _calibration(window), window=window, batch=batch)
+    print(f"  int8 quantization + compilation for {window}² windows: {time.perf_counter() - start:.0f} s", flush=True)
+    return quantized
+
+
+def _variants(model: torch.nn.Module, use_compile: bool, use_int8: bool) -> dict[str, tuple[torch.nn.Module, int, bool]]:
     """name -> (model, batch size, channels-last input)."""
     eager = copy.deepcopy(model).eval()
     folded = fold_batchnorm(copy.deepcopy(model).eval())
@@ -80,6 +102,8 @@ def _variants(model: torch.nn.Module, use_compile: bool) -> dict[str, tuple[torc
         inductor_config.freezing = True
         compiled = torch.compile(copy.deepcopy(folded_cl))
         out["torch.compile (inductor, freezing) b8"] = (compiled, 8, True)
+    if use_int8:
+        out["int8 quantize_for_cpu b2"] = (_int8(model, 256, 2), 2, False)
     return out
 
 
@@ -94,9 +118,10 @@ def _run(model: torch.nn.Module, x: torch.Tensor, batch: int, channels_last: boo
     return torch.cat(labels)
 
 
-def bench_windows(model: torch.nn.Module, image: np.ndarray, use_compile: bool) -> list[dict[str, object]]:
+def bench_windows(model: torch.nn.Module, image: np.ndarray, use_compile: bool, use_int8: bool
+                  ) -> list[dict[str, object]]:
     x = _windows(image, WINDOWS)
-    variants = _variants(model, use_compile)
+    variants = _variants(model, use_compile, use_int8)
     reference = _run(variants["eager fp32 b8"][0], x, 8, False)
     best = {name: float("inf") for name in variants}
     agreement = {}
@@ -119,24 +144,32 @@ def bench_windows(model: torch.nn.Module, image: np.ndarray, use_compile: bool) 
     return rows
 
 
-def bench_mosaic(model: torch.nn.Module, side: int) -> dict[str, object]:
+def bench_mosaic(model: torch.nn.Module, side: int, use_int8: bool) -> dict[str, object]:
     start = time.perf_counter()
     mosaic = generate_mosaic(height=side, width=side, um_per_px=4.0, seed=MOSAIC_SEED)
     print(f"  generated {side} x {side} mosaic in {time.perf_counter() - start:.1f} s", flush=True)
-    fast_model = optimise_for_cpu(model)
+    runs: list[tuple[str, str, torch.nn.Module]] = [("paper", "fp32", optimise_for_cpu(model)),
+                                                     ("fast", "fp32", optimise_for_cpu(model))]
+    if use_int8:
+        runs += [("fast", "int8", _int8(model, 512, 2)), ("paper", "int8", _int8(model, 256, 2))]
     results: dict[str, object] = {"side": side}
-    labels = {}
-    for mode in ("fast", "paper"):
+    reference = None
+    for mode, precision, m in runs:
         start = time.perf_counter()
-        pred = predict_mosaic(fast_model, mosaic.image, mode=mode, keep_probabilities=False)
+        pred = predict_mosaic(m, mosaic.image, mode=mode, keep_probabilities=False)
         seconds = time.perf_counter() - start
-        labels[mode] = pred.labels
+        if reference is None:
+            reference = pred.labels
         report = SegmentationReport.from_maps(mosaic.truth, pred.labels)
-        results[mode] = {"seconds": seconds, "windows": pred.windows, "window": pred.window, "stride": pred.stride,
-                         "accuracy_vs_truth": report.accuracy, "mean_dice_vs_truth": report.mean_dice}
-        print(f"  {mode}: {seconds:.1f} s, {pred.windows} windows of {pred.window} px, accuracy {report.accuracy:.4f}, "
-              f"mean Dice {report.mean_dice:.4f}", flush=True)
-    results["fast_vs_paper_agreement"] = float((labels["fast"] == labels["paper"]).mean())
+        agreement = float((pred.labels == reference).mean())
+        results[f"{mode} {precision}"] = {
+            "seconds": seconds, "windows": pred.windows, "window": pred.window, "stride": pred.stride,
+            "agreement_with_paper_fp32": agreement, "accuracy_vs_truth": report.accuracy,
+            "mean_dice_vs_truth": report.mean_dice,
+        }
+        print(f"  {mode} {precision}: {seconds:.1f} s, {pred.windows} windows of {pred.window} px, labels equal to "
+              f"paper fp32 {100 * agreement:.2f} %, accuracy {report.accuracy:.4f}, mean Dice {report.mean_dice:.4f}",
+              flush=True)
     return results
 
 
@@ -147,23 +180,21 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=3000, help="whole-mosaic side in px (default 3000)")
     parser.add_argument("--skip-mosaic", action="store_true", help="only the 256² window rates")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes of warm-up)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 (torchao) variants")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, source = _load(args.weights)
     print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, weights: {source}")
     image = generate_mosaic(height=1024, width=1024, um_per_px=4.0, seed=MOSAIC_SEED).image
-    rows = bench_windows(model, image, args.compile)
+    rows = bench_windows(model, image, args.compile, not args.no_int8)
     print("\n| variant | windows/s (256²) | speed-up vs eager fp32 b8 | labels equal to eager |\n|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['variant']} | {r['windows_per_s']:.2f} | {r['speedup']:.2f}x | {100 * r['agreement']:.2f} % |")
     report: dict[str, object] = {"threads": args.threads, "weights": source, "windows": rows,
                                  "load_average_start": os.getloadavg()[0]}
     if not args.skip_mosaic:
-        print(f"\nwhole {args.side} x {args.side} mosaic (optimise_for_cpu):")
-        report["mosaic"] = bench_mosaic(model, args.side)
-        m = report["mosaic"]
-        print(f"fast {m['fast']['seconds']:.1f} s, paper {m['paper']['seconds']:.1f} s, "
-              f"fast-vs-paper agreement {100 * m['fast_vs_paper_agreement']:.2f} %")
+        print(f"\nwhole {args.side} x {args.side} mosaic:")
+        report["mosaic"] = bench_mosaic(model, args.side, not args.no_int8)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "speed.json").write_text(json.dumps(report, indent=1))
 
