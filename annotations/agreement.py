@@ -27,6 +27,11 @@ from django.db.models import QuerySet
 
 from inference.ml.classes import NUM_CLASSES, UNLABELLED
 from inference.ml.metrics import SegmentationReport, confusion_matrix
+from inference.ml.regions import (  # noqa: F401 (the block constants are read from here too, by tests)
+    MIN_UNLABELLED_FRACTION,
+    NEXT_REGION_BLOCK_PX,
+    uncertainty_blocks,
+)
 from inference.models import Prediction
 from inference.services.predictions import UNCERTAINTY_SCALE
 
@@ -39,12 +44,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 EXPERT_SOURCES = (LabelLayer.Source.IMPORT, LabelLayer.Source.REVIEW)
-# "Where to look next" ranks square blocks of this many working pixels (64 px ≈ 0.26 mm at 4 µm/px): about one
-# screen of the viewer at a magnification where patterns are recognisable, and ~2200 blocks on a 3000² layer.
-NEXT_REGION_BLOCK_PX = 64
-# A block is proposed only if at least this share of its pixels is still unlabelled: a block that is mostly
-# labelled already has little left to look at, whatever the uncertainty of its few remaining pixels.
-MIN_UNLABELLED_FRACTION = 0.5
+# "Where to look next" ranks blocks of NEXT_REGION_BLOCK_PX working px that are at least MIN_UNLABELLED_FRACTION
+# unlabelled (``inference.ml.regions``, shared with the fine-tuning loop benchmark, says why those numbers).
 PLOT_DPI = 110  # crisp on screen and in a report, ~40 kB per plot
 
 
@@ -191,35 +192,20 @@ def next_region(review: Review, frame: Frame) -> dict[str, Any] | None:
     if review.prediction is None:
         return None
     uncertainty = np.asarray(prediction_array(review.prediction, "uncertainty"))
-    unlabelled = ~labelled_by_experts(review.mosaic)
-    b = NEXT_REGION_BLOCK_PX
-    h, w = unlabelled.shape
-    hb, wb = -(-h // b), -(-w // b)
-    u_pad = np.zeros((hb * b, wb * b), np.uint8)
-    n_pad = np.zeros((hb * b, wb * b), bool)
-    u_pad[:h, :w] = np.where(unlabelled, uncertainty, 0)
-    n_pad[:h, :w] = unlabelled
-    sums = u_pad.reshape(hb, b, wb, b).sum(axis=(1, 3), dtype=np.int64)
-    counts = n_pad.reshape(hb, b, wb, b).sum(axis=(1, 3), dtype=np.int64)
-    ys = np.arange(hb) * b
-    xs = np.arange(wb) * b
-    heights = np.minimum(ys + b, h) - ys
-    widths = np.minimum(xs + b, w) - xs
-    sizes = heights[:, None] * widths[None, :]
-    eligible = counts >= MIN_UNLABELLED_FRACTION * sizes
-    cy = (ys + heights / 2)[:, None]
-    cx = (xs + widths / 2)[None, :]
+    blocks = uncertainty_blocks(uncertainty, ~labelled_by_experts(review.mosaic))
+    eligible = blocks.eligible.copy()
+    cy, cx = blocks.centres()
     for x0, y0, x1, y1 in review.seen_regions:
         eligible &= ~((cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1))
-    if not eligible.any():
+    ranked = blocks.ranked(eligible)
+    if not ranked:
         return None
-    mean = np.where(eligible, sums / np.maximum(counts, 1), -1.0)
-    by, bx = np.unravel_index(int(np.argmax(mean)), mean.shape)
-    bbox = (int(xs[bx]), int(ys[by]), int(xs[bx] + widths[bx]), int(ys[by] + heights[by]))
+    by, bx = ranked[0]
+    bbox = blocks.bbox(by, bx)
     return {
         **frame.to_image(bbox),
         "working_bbox": list(bbox),
-        "mean_uncertainty": float(mean[by, bx]) / UNCERTAINTY_SCALE,
-        "unlabelled_fraction": float(counts[by, bx] / sizes[by, bx]),
+        "mean_uncertainty": float(blocks.mean[by, bx]) / UNCERTAINTY_SCALE,
+        "unlabelled_fraction": float(blocks.counts[by, bx] / blocks.sizes[by, bx]),
         "remaining": int(eligible.sum()),
     }
