@@ -3,14 +3,18 @@
 The run trains the base version's weights on the partial labels gathered so far (imported labels, submitted
 reviews, or both) of every ready mosaic that is not held out, with the core's trainer and the selective Dice loss,
 checkpointing each epoch under the job's folder (a killed worker resumes there). The result is a *candidate*
-version whose metrics on the held-out mosaics sit beside its parent's.
+version whose metrics on the held-out mosaics sit beside its parent's, and so does its agreement with the newest
+submitted expert reviews (each on the pixels its expert labelled, told apart by whether the review's mosaic was
+held out or trained on).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotations.models import LabelLayer, Mosaic
+from annotations.layers import label_layer_array, prediction_array
+from annotations.models import LabelLayer, Mosaic, Review
 from annotations.rasters import read_raster
 from annotations.services import audit_record
 
@@ -28,7 +33,7 @@ from ..ml.infer import predict_mosaic
 from ..ml.metrics import SegmentationReport, confusion_matrix
 from ..ml.train import TrainConfig, train
 from ..ml.weights import load_model, save_model
-from ..models import Job, ModelVersion
+from ..models import Job, ModelVersion, Prediction
 from .jobs import JobCancelled, ProgressReporter, job_create, job_enqueue
 from .models import _sha256
 
@@ -49,6 +54,14 @@ PATCH_MULTIPLE = 16
 MIN_PATCH = 64
 # Share of the training mosaics kept aside to pick the best epoch (never the held-out ones).
 VALIDATION_SHARE = 0.2
+# After a round, the newest submitted reviews (at most this many) are compared with the candidate and its parent.
+# Each review's mosaic costs a fast-mode prediction by the candidate (about 2.5 min for a 3000 x 3000 working
+# mosaic on 2 CPU cores, seconds on a GPU) unless the held-out evaluation made it already, and one by the parent
+# unless it has a stored prediction: a dozen keeps a round's extra time under about half an hour on CPU.
+MAX_REVIEWS_COMPARED = 12
+# Where a review's mosaic stood in the round: its agreement on trained-on mosaics is optimistic (the candidate
+# learned those labels, or labels on the same mosaic), on held-out mosaics it is not.
+REVIEW_SPLITS = ("held_out", "trained", "validation", "not_used")
 
 
 class TrainingRejected(ValueError):
@@ -146,23 +159,135 @@ def _checkpoint_dir(job: Job) -> Path:
     return Path(settings.MEDIA_ROOT) / "training" / f"job-{job.pk}"
 
 
-def evaluate(model: Any, held_out: list[tuple[Mosaic, np.ndarray]]) -> dict[str, Any]:
-    """Table-1 figures of ``model`` on the held-out mosaics' expert labels (labelled pixels only)."""
+def fast_labels(model: Any, mosaic: Mosaic) -> np.ndarray:
+    """``model``'s label map of ``mosaic``, uint8 ``(H, W)`` at working resolution, by fast-mode tiled inference."""
+    image = read_raster(mosaic.folder / "working.png")
+    return predict_mosaic(model, image, mode="fast", keep_probabilities=False).labels
+
+
+def evaluate(model: Any, held_out: list[tuple[Mosaic, np.ndarray]], *, keep: set[int] = frozenset(),
+             kept: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
+    """Table-1 figures of ``model`` on the held-out mosaics' expert labels (labelled pixels only).
+
+    The label maps of the mosaics whose ids are in ``keep`` are put in ``kept`` (mosaic id -> map) for reuse.
+    """
     if not held_out:
         return {}
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for mosaic, labels in held_out:
-        image = read_raster(mosaic.folder / "working.png")
-        predicted = predict_mosaic(model, image, mode="fast", keep_probabilities=False).labels
+        predicted = fast_labels(model, mosaic)
+        if kept is not None and mosaic.pk in keep:
+            kept[mosaic.pk] = predicted
         matrix += confusion_matrix(labels, predicted)
     report = SegmentationReport.from_confusion(matrix).to_dict()
     report["mosaics"] = [mosaic.pk for mosaic, _ in held_out]
     return report
 
 
+def reviews_to_compare(limit: int | None = None) -> tuple[list[Review], int]:
+    """The newest submitted reviews that labelled something, on ready mosaics (at most ``limit``, default
+    ``MAX_REVIEWS_COMPARED``), and how many such reviews there are in all."""
+    reviews = (Review.objects.filter(state=Review.State.SUBMITTED, layer__labelled_pixels__gt=0,
+                                     mosaic__status=Mosaic.Status.READY)
+               .select_related("mosaic", "expert", "layer").order_by("-submitted_at", "-id"))
+    return list(reviews[: MAX_REVIEWS_COMPARED if limit is None else limit]), reviews.count()
+
+
+def _review_figures(matrix: np.ndarray) -> dict[str, Any]:
+    """What is kept per review: pixel agreement (accuracy), kappa, mean Dice, Dice per class, labelled pixels."""
+    report = SegmentationReport.from_confusion(matrix).to_dict()
+    return {key: report[key] for key in ("accuracy", "kappa", "mean_dice", "dice", "labelled_pixels")}
+
+
+def _parent_labels(parent: ModelVersion, parent_model: Callable[[], Any], mosaic: Mosaic,
+                   evaluated: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The parent's label map of ``mosaic``: from this round's held-out evaluation, else its stored prediction,
+    else made now (fast mode); with where it came from."""
+    if mosaic.pk in evaluated:
+        return evaluated[mosaic.pk], {"source": "evaluation", "mode": "fast"}
+    stored = Prediction.objects.filter(mosaic=mosaic, model_version=parent).first()
+    if stored is not None and stored.level_path(0).exists():
+        labels = np.asarray(prediction_array(stored))
+        if labels.shape == (mosaic.working_height, mosaic.working_width):
+            return labels, {"source": "stored", "mode": stored.mode, "prediction": stored.pk}
+    return fast_labels(parent_model(), mosaic), {"source": "computed", "mode": "fast"}
+
+
+def compare_with_reviews(*, candidate: Any, parent: ModelVersion, parent_model: Callable[[], Any],
+                         reviews: list[Review], submitted: int, splits: dict[int, str],
+                         candidate_maps: dict[int, np.ndarray] | None = None,
+                         parent_maps: dict[int, np.ndarray] | None = None,
+                         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Agreement of the candidate and of its parent with each of ``reviews`` on the pixels its expert labelled.
+
+    candidate: the candidate model; parent_model: returns the parent's model (called only when a label map must
+    be made). splits: mosaic id -> one of ``REVIEW_SPLITS`` (a mosaic not in it is held out if flagged so, else
+    not used). candidate_maps, parent_maps: label maps already made (the held-out evaluation's), by mosaic id.
+    progress: called with (mosaics done, mosaics) before each mosaic.
+
+    Returns per review (newest first) its figures for both models, and per split the figures of the reviews'
+    summed confusion matrices (pixel-pooled, as the held-out figures). ``submitted``: how many reviews could
+    have been compared (the count beyond the cap).
+    """
+    candidate_maps = candidate_maps or {}
+    parent_maps = parent_maps or {}
+    by_mosaic: dict[int, list[Review]] = {}
+    for review in reviews:
+        by_mosaic.setdefault(review.mosaic_id, []).append(review)
+    zeros = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    pooled: dict[str, dict[str, Any]] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for index, group in enumerate(by_mosaic.values()):
+        if progress is not None:
+            progress(index, len(by_mosaic))
+        mosaic = group[0].mosaic
+        candidate_labels = candidate_maps.get(mosaic.pk)
+        if candidate_labels is None:
+            candidate_labels = fast_labels(candidate, mosaic)
+        parent_labels, parent_source = _parent_labels(parent, parent_model, mosaic, parent_maps)
+        split = splits.get(mosaic.pk) or ("held_out" if mosaic.held_out else "not_used")
+        for review in group:
+            expert = np.asarray(label_layer_array(review.layer))
+            matrices = {"candidate": confusion_matrix(expert, candidate_labels),
+                        "parent": confusion_matrix(expert, parent_labels)}
+            labelled = int(matrices["candidate"].sum())
+            if not labelled:
+                continue
+            pool = pooled.setdefault(split, {"reviews": [], "mosaics": [], "candidate": zeros, "parent": zeros})
+            pool["reviews"].append(review.pk)
+            if mosaic.pk not in pool["mosaics"]:
+                pool["mosaics"].append(mosaic.pk)
+            pool["candidate"] = pool["candidate"] + matrices["candidate"]
+            pool["parent"] = pool["parent"] + matrices["parent"]
+            rows[review.pk] = {
+                "review": review.pk, "mosaic": mosaic.pk, "mosaic_name": mosaic.name,
+                "expert": review.expert.get_username(),
+                "submitted_at": review.submitted_at.isoformat() if review.submitted_at else None,
+                "split": split, "labelled_pixels": labelled,
+                "candidate": _review_figures(matrices["candidate"]), "parent": _review_figures(matrices["parent"]),
+                "parent_prediction": parent_source,
+            }
+    splits_out = {}
+    for split in REVIEW_SPLITS:
+        if split in pooled:
+            pool = pooled[split]
+            splits_out[split] = {
+                "reviews": pool["reviews"], "mosaics": pool["mosaics"],
+                "labelled_pixels": int(pool["candidate"].sum()),
+                "candidate": SegmentationReport.from_confusion(pool["candidate"]).to_dict(),
+                "parent": SegmentationReport.from_confusion(pool["parent"]).to_dict(),
+            }
+    return {
+        "parent": parent.pk, "mode": "fast", "limit": MAX_REVIEWS_COMPARED, "submitted": submitted,
+        "compared": len(rows), "splits": splits_out,
+        "per_review": [rows[review.pk] for review in reviews if review.pk in rows],
+    }
+
+
 def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
     """The training job's work: gather data, train from the base weights (resuming a checkpoint), evaluate the
-    candidate and its parent on the held-out mosaics, store the candidate's weights and figures."""
+    candidate and its parent on the held-out mosaics and against the newest submitted reviews, store the
+    candidate's weights and figures."""
     params = FinetuneParams(**{k: v for k, v in job.params.items() if k != "candidate"})
     version = ModelVersion.objects.get(pk=job.model_version_id)
     base = version.parent
@@ -195,12 +320,29 @@ def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
                          max_steps_per_epoch=params.steps_per_epoch, checkpoint_dir=_checkpoint_dir(job),
                          device="auto")
     result = train(None, pairs, val_pairs, config, progress=report, resume=True, base_weights=base.weights_path)
-    progress(0.86, "Evaluating the candidate on held-out mosaics",
-             {"history": history, "steps": steps[-2000:], "phase": "evaluating"}, force=True)
-    candidate_metrics = evaluate(result.model, data["held_out"])
-    progress(0.93, "Evaluating the parent on the same mosaics",
-             {"history": history, "steps": steps[-2000:], "phase": "evaluating"}, force=True)
-    parent_metrics = evaluate(load_model(base.weights_path).model, data["held_out"])
+    info = {"history": history, "steps": steps[-2000:], "phase": "evaluating"}
+    reviews, submitted = reviews_to_compare()
+    review_mosaics = {review.mosaic_id for review in reviews}
+    candidate_maps: dict[int, np.ndarray] = {}
+    parent_maps: dict[int, np.ndarray] = {}
+    parent_model = cache(lambda: load_model(base.weights_path).model)  # loaded once, and only if needed
+    progress(0.86, "Evaluating the candidate on held-out mosaics", info, force=True)
+    candidate_metrics = evaluate(result.model, data["held_out"], keep=review_mosaics, kept=candidate_maps)
+    progress(0.9, "Evaluating the parent on the same mosaics", info, force=True)
+    parent_metrics = (evaluate(parent_model(), data["held_out"], keep=review_mosaics, kept=parent_maps)
+                      if data["held_out"] else {})
+    splits = ({m.pk: "trained" for m, _ in train_set} | {m.pk: "validation" for m, _ in val_set}
+              | {m.pk: "held_out" for m, _ in data["held_out"]})
+
+    def review_progress(done: int, total: int) -> None:
+        progress(0.94 + 0.05 * done / max(1, total),
+                 f"Comparing with the experts' reviews (mosaic {done + 1} of {total})", info, force=True)
+
+    progress(0.94, "Comparing with the experts' reviews", info, force=True)
+    review_metrics = compare_with_reviews(
+        candidate=result.model, parent=base, parent_model=parent_model, reviews=reviews, submitted=submitted,
+        splits=splits, candidate_maps=candidate_maps, parent_maps=parent_maps, progress=review_progress)
+    del candidate_maps, parent_maps
     summary = {
         "labels": params.labels,
         "train_mosaics": [m.pk for m, _ in train_set],
@@ -211,7 +353,7 @@ def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
         "epochs": params.epochs, "lr": params.lr, "steps_per_epoch": params.steps_per_epoch,
         "history": history,
     }
-    metrics = {"held_out": candidate_metrics, "parent_held_out": parent_metrics}
+    metrics = {"held_out": candidate_metrics, "parent_held_out": parent_metrics, "reviews": review_metrics}
     version.weights_path.parent.mkdir(parents=True, exist_ok=True)
     save_model(version.weights_path, result.model, metadata={"metrics": metrics, "training": summary,
                                                               "parent": base.pk})
@@ -226,7 +368,8 @@ def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
         version.save(update_fields=["status", "metrics", "training_summary", "weights_sha256"])
         audit_record(actor=job.created_by, verb="model.finetune_done", target=version,
                      details={"job": job.pk, "held_out_mean_dice": candidate_metrics.get("mean_dice"),
-                              "parent_held_out_mean_dice": parent_metrics.get("mean_dice")})
+                              "parent_held_out_mean_dice": parent_metrics.get("mean_dice"),
+                              "reviews_compared": review_metrics["compared"]})
     shutil.rmtree(_checkpoint_dir(job), ignore_errors=True)
     dice = candidate_metrics.get("mean_dice")
     return f"Candidate v{version.pk} ready" + (f": held-out mean Dice {dice:.3f}" if dice is not None else "")
