@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from .models import Job, ModelVersion, Prediction
 from .services.models import ModelRejected, model_version_activate, model_version_register
@@ -31,12 +32,16 @@ class ModelVersionAddForm(forms.ModelForm):
         fields = ["name", "notes"]
 
 
+REVIEW_SPLIT_NAMES = {"held_out": "held out", "trained": "trained on (optimistic)",
+                      "validation": "validation (picked the best epoch)", "not_used": "not used in the round"}
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "status", "parent", "created_by", "created_at", "activated_at"]
     list_filter = ["status"]
-    readonly_fields = ["architecture", "weights_sha256", "parent", "status", "training_summary", "metrics",
-                       "created_by", "created_at", "activated_at"]
+    readonly_fields = ["architecture", "weights_sha256", "parent", "status", "training_summary",
+                       "review_agreement", "metrics", "created_by", "created_at", "activated_at"]
     actions = ["make_active", "finetune"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
@@ -69,6 +74,29 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 raise forms.ValidationError(str(exc)) from exc
         obj.pk = version.pk
         obj.refresh_from_db()
+
+    @admin.display(description="Agreement with the experts' reviews")
+    def review_agreement(self, obj: ModelVersion) -> str:
+        """The candidate beside its parent on the submitted reviews compared after its round (metrics["reviews"])."""
+        reviews = (obj.metrics or {}).get("reviews")
+        if not reviews:
+            return "–"
+        if not reviews.get("splits"):
+            return "No submitted review with labelled pixels when the round ran."
+
+        def fmt(value: Any) -> str:
+            return "–" if value is None else f"{value:.3f}"
+
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td>" + "<td>{}</td><td>{}</td>" * 3 + "</tr>", (
+            (REVIEW_SPLIT_NAMES.get(split, split), len(pool["reviews"]), f"{pool['labelled_pixels']:,}",
+             *(fmt(pool[side][key]) for key in ("accuracy", "kappa", "mean_dice") for side in ("parent", "candidate")))
+            for split, pool in reviews["splits"].items()))
+        return format_html(
+            "<table><thead><tr><th>mosaics</th><th>reviews</th><th>labelled px</th><th>agreement, parent</th>"
+            "<th>agreement, this</th><th>kappa, parent</th><th>kappa, this</th><th>mean Dice, parent</th>"
+            "<th>mean Dice, this</th></tr></thead><tbody>{}</tbody></table><p>{} of {} submitted reviews compared (the "
+            "newest, at most {}), against parent v{} (fast mode). Agreement on trained-on mosaics is optimistic.</p>",
+            rows, reviews.get("compared"), reviews.get("submitted"), reviews.get("limit"), reviews.get("parent"))
 
     @admin.action(description="Make the selected version active (re-predicts every mosaic)")
     def make_active(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:

@@ -222,7 +222,8 @@ def test_reviews_compared_are_capped_newest_first_and_only_submitted_ones_with_l
     assert [r.pk for r in reviews] == [second.pk] and submitted == 2
 
 
-def test_a_round_stores_the_review_agreement_of_candidate_and_parent(reviewed, base_version, admin_api) -> None:
+def test_a_round_stores_the_review_agreement_of_candidate_and_parent(reviewed, base_version, admin_api, admin_user,
+                                                                     client) -> None:
     trained, held, first, second = reviewed
     response = admin_api.post(f"/api/model-versions/{base_version.pk}/finetune/", {**SMALL_ROUND, "labels": "imported"},
                               format="json")
@@ -242,3 +243,11 @@ def test_a_round_stores_the_review_agreement_of_candidate_and_parent(reviewed, b
     # the API shows it with the version
     shown = admin_api.get(f"/api/model-versions/{candidate.pk}/").json()
     assert shown["metrics"]["reviews"]["splits"]["trained"]["reviews"] == [first.pk]
+    # and so does the Django admin, as a table
+    client.force_login(admin_user)
+    page = client.get(f"/admin/inference/modelversion/{candidate.pk}/change/").content.decode()
+    held_pool = reviews["splits"]["held_out"]
+    assert "Agreement with the experts&#x27; reviews" in page or "Agreement with the experts' reviews" in page
+    assert (f"<th>held out</th><td>1</td><td>{held_pool['labelled_pixels']:,}</td>"
+            f"<td>{held_pool['parent']['accuracy']:.3f}</td><td>{held_pool['candidate']['accuracy']:.3f}</td>") in page
+    assert "trained on (optimistic)" in page and "2 of 2 submitted reviews compared" in page
