@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -25,6 +25,7 @@ from .serializers import (
     LabelImportSerializer,
     LayerSerializer,
     MosaicSerializer,
+    MosaicUploadResultSerializer,
     MosaicUploadSerializer,
 )
 
@@ -48,23 +49,40 @@ class MosaicViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
     def get_object(self) -> Mosaic:
         return get_for_user(self.get_queryset(), self.kwargs["pk"])
 
-    @extend_schema(request={"multipart/form-data": MosaicUploadSerializer}, responses={201: MosaicSerializer,
-                                                                                       200: MosaicSerializer})
+    @extend_schema(request={"multipart/form-data": MosaicUploadSerializer}, responses={
+        201: MosaicUploadResultSerializer, 200: MosaicUploadResultSerializer,
+        400: OpenApiResponse(OpenApiTypes.OBJECT, description=(
+            'Refused, nothing stored: {"file": [reason]} for the mosaic, {"labels": [reason]} for the label map '
+            "(format, size, values outside the mapping), or the form field at fault.")),
+    })
     def create(self, request: Request) -> Response:
-        """Upload a mosaic. The same file twice answers 200 with the existing mosaic."""
+        """Upload a mosaic, optionally with an expert label map (``labels``, ``value_mapping``, ``labels_name``)
+        imported as its expert-labels layer. A bad mosaic answers 400 under ``file``, a bad label map 400 under
+        ``labels``; either way nothing is stored. The same file twice answers 200 with the existing mosaic (and
+        imports the labels sent with it onto that mosaic, once)."""
         form = MosaicUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         upload = form.validated_data["file"]
+        label_upload = form.validated_data.get("labels")
+        labels = None
+        if label_upload is not None:
+            labels = services.LabelFile(source=label_upload, filename=label_upload.name,
+                                        value_mapping=form.validated_data.get("value_mapping"),
+                                        name=form.validated_data.get("labels_name") or "")
         try:
-            mosaic, created = services.mosaic_upload(
+            result = services.mosaic_upload_with_labels(
                 source=upload, filename=upload.name, user=request.user,
                 name=form.validated_data.get("name") or "", um_per_px=form.validated_data.get("um_per_px"),
+                labels=labels,
             )
         except ImageRejected as exc:
             return Response({"file": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        mosaic = selectors.mosaic_list(request.user).get(pk=mosaic.pk)
-        return Response(MosaicSerializer(mosaic).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        except services.LabelsRejected as exc:
+            return Response({"labels": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        mosaic = selectors.mosaic_list(request.user).get(pk=result.mosaic.pk)
+        context = {"label_layer": result.label_layer, "labels_created": result.labels_created}
+        return Response(MosaicUploadResultSerializer(mosaic, context=context).data,
+                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
     def perform_update(self, serializer: MosaicSerializer) -> None:
         with transaction.atomic():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from inference.serializers import JobSerializer
@@ -55,29 +57,89 @@ class MosaicSerializer(serializers.ModelSerializer):
         return JobSerializer(jobs, many=True).data
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadFileField(serializers.FileField):
+    """A file sent in a multipart form (described as binary in the OpenAPI schema, not as a URL)."""
+
+
+def _value_mapping(value: object) -> dict[int, int] | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, dict):
+        raise serializers.ValidationError('Give an object of "file value": class value pairs.')
+    try:
+        return {int(k): int(v) for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise serializers.ValidationError("Keys and values of the mapping must be integers.") from exc
+
+
+VALUE_MAPPING_HELP = ('JSON object mapping the label file\'s values to classes, e.g. {"1": 2, "2": 3, "0": 255}; every '
+                      "value in the file needs an entry. Default: the values are already 0–5 and 255. Classes: "
+                      "0 background, 1 artifact, 2 meshwork, 3 ring, 4 nested, 5 aspecific, 255 unlabelled.")
+
+
 class MosaicUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="TIFF/BigTIFF, PNG, BMP or JPEG; 8/16-bit gray or RGB.")
+    file = UploadFileField(help_text="TIFF/BigTIFF, PNG, BMP or JPEG; 8/16-bit gray or RGB.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=255)
     um_per_px = serializers.FloatField(required=False, allow_null=True,
                                        help_text="Pixel size in µm; default: the file's tags, else 1.0.")
+    labels = UploadFileField(
+        required=False, allow_null=True,
+        help_text="Optional expert label map imported with the mosaic: PNG or TIFF, one channel, the size of the "
+                  "mosaic at full or at working resolution. A bad label file refuses the whole upload. With the "
+                  "same mosaic file again, the labels are imported onto the existing mosaic (once).")
+    labels_name = serializers.CharField(required=False, allow_blank=True, max_length=128,
+                                        help_text="Name of the imported label layer (default: the label file's name).")
+    value_mapping = serializers.JSONField(required=False, allow_null=True,
+                                          help_text="For the label map: " + VALUE_MAPPING_HELP)
+
+    def validate_value_mapping(self, value: object) -> dict[int, int] | None:
+        return _value_mapping(value)
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("labels") is None:
+            unused = [key for key in ("value_mapping", "labels_name") if attrs.get(key) not in (None, "")]
+            if unused:
+                raise serializers.ValidationError(
+                    {key: ["Only used with a label map: send the label file as 'labels' too, or leave this out."]
+                     for key in unused})
+        return attrs
 
 
 class LabelImportSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="PNG or TIFF, one channel, at working or full resolution.")
+    file = UploadFileField(help_text="PNG or TIFF, one channel, at working or full resolution.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=128)
-    value_mapping = serializers.JSONField(
-        required=False, allow_null=True,
-        help_text='Map file values to classes, e.g. {"1": 2, "2": 3, "0": 255}. Default: values are 0–5 and 255.')
+    value_mapping = serializers.JSONField(required=False, allow_null=True, help_text=VALUE_MAPPING_HELP)
 
     def validate_value_mapping(self, value: object) -> dict[int, int] | None:
-        if value is None or value == "":
+        return _value_mapping(value)
+
+
+class UploadedLabelsSerializer(serializers.Serializer):
+    layer = serializers.IntegerField(help_text="Id of the imported label layer.")
+    key = serializers.CharField(help_text="Its key in /api/mosaics/{id}/layers/ (layer:<id>).")
+    name = serializers.CharField()
+    labelled_pixels = serializers.IntegerField(help_text="Labelled pixels at working resolution.")
+    created = serializers.BooleanField(
+        help_text="False when the same labels were already imported onto this mosaic (no copy is made).")
+
+
+class MosaicUploadResultSerializer(MosaicSerializer):
+    labels = serializers.SerializerMethodField(
+        help_text="The label layer imported from the upload's label map; null without one.")
+
+    class Meta(MosaicSerializer.Meta):
+        fields = [*MosaicSerializer.Meta.fields, "labels"]
+        read_only_fields = fields
+
+    @extend_schema_field(UploadedLabelsSerializer(allow_null=True))
+    def get_labels(self, obj: Mosaic) -> dict | None:
+        layer = self.context.get("label_layer")
+        if layer is None:
             return None
-        if not isinstance(value, dict):
-            raise serializers.ValidationError('Give an object of "file value": class value pairs.')
-        try:
-            return {int(k): int(v) for k, v in value.items()}
-        except (TypeError, ValueError) as exc:
-            raise serializers.ValidationError("Keys and values of the mapping must be integers.") from exc
+        return UploadedLabelsSerializer({"layer": layer.pk, "key": f"layer:{layer.pk}", "name": layer.name,
+                                         "labelled_pixels": layer.labelled_pixels,
+                                         "created": bool(self.context.get("labels_created"))}).data
 
 
 class ClassAreaSerializer(serializers.Serializer):

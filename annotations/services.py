@@ -9,6 +9,7 @@ import math
 import shutil
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -80,12 +81,49 @@ def _resolve_um_per_px(given: float | None, from_tags: float | None) -> tuple[fl
     return DEFAULT_UM_PER_PX, "default"
 
 
+@dataclass(frozen=True)
+class LabelFile:
+    """An expert label map sent with a mosaic upload; accepted as by :func:`label_layer_import`."""
+
+    source: BinaryIO
+    filename: str
+    value_mapping: dict[int, int] | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    mosaic: Mosaic
+    created: bool
+    # The import layer made from the upload's label file (None without one). ``labels_created`` is False when
+    # the same labels were already imported onto that mosaic: the existing layer is given instead of a copy.
+    label_layer: LabelLayer | None = None
+    labels_created: bool = False
+
+
 def mosaic_upload(*, source: BinaryIO, filename: str, user: Any, name: str = "",
                   um_per_px: float | None = None) -> tuple[Mosaic, bool]:
     """Validate an uploaded file, store it and queue its ingest. Returns ``(mosaic, created)``.
 
     The same bytes uploaded twice give the existing mosaic (``created`` False). Any rejection raises
     :class:`ImageRejected` and leaves nothing in the database or on disk.
+    """
+    result = mosaic_upload_with_labels(source=source, filename=filename, user=user, name=name, um_per_px=um_per_px)
+    return result.mosaic, result.created
+
+
+def mosaic_upload_with_labels(*, source: BinaryIO, filename: str, user: Any, name: str = "",
+                              um_per_px: float | None = None, labels: LabelFile | None = None) -> UploadResult:
+    """:func:`mosaic_upload` with an optional expert label map imported as the mosaic's expert-labels layer.
+
+    The label file is checked against the mosaic (format, full- or working-resolution size, values covered by
+    the mapping) before anything is stored: a bad mosaic raises :class:`ImageRejected`, a bad label file
+    :class:`LabelsRejected`, and either leaves nothing in the database or on disk. A new mosaic gets its label
+    layer in the same transaction as its rows (the import needs only the sizes known here, not the ingest).
+
+    The same mosaic bytes uploaded again with labels import them onto the existing mosaic, unless an imported
+    layer with the same content is already there (then that layer is given, ``labels_created`` False); a
+    mosaic whose ingest failed takes no labels.
     """
     declared = imaging.check_filename(filename)
     staging_dir = Path(settings.MEDIA_ROOT) / "staging"
@@ -97,30 +135,64 @@ def mosaic_upload(*, source: BinaryIO, filename: str, user: Any, name: str = "",
             raise ImageRejected("The file is empty. Upload an image: " + imaging.ACCEPTED_DESCRIPTION + ".")
         existing = Mosaic.objects.filter(checksum=checksum).first()
         if existing is not None:
-            return existing, False
+            return _upload_existing(existing, labels=labels, user=user)
         info = imaging.inspect(staged, declared_format=declared)
         imaging.check_decodes(staged)
         resolved_um, um_source = _resolve_um_per_px(um_per_px, info.um_per_px)
         working_um = float(settings.WORKING_UM_PER_PX)
         work_w, work_h = imaging.working_size(info.width, info.height, um_per_px=resolved_um,
                                               working_um_per_px=working_um)
+        working_labels = None
+        if labels is not None:
+            working_labels = label_map_prepare(source=labels.source, filename=labels.filename,
+                                               value_mapping=labels.value_mapping,
+                                               full_wh=(info.width, info.height), working_wh=(work_w, work_h))
         try:
-            mosaic = _mosaic_create(
+            mosaic, layer = _mosaic_create(
                 staged=staged, filename=filename, name=name or Path(filename).stem, checksum=checksum, size=size,
                 info=info, um_per_px=resolved_um, um_source=um_source, working_um=working_um,
-                working_wh=(work_w, work_h), user=user,
+                working_wh=(work_w, work_h), user=user, labels=labels, working_labels=working_labels,
             )
         except IntegrityError:  # the same file arrived concurrently: one mosaic
-            return Mosaic.objects.get(checksum=checksum), False
-        return mosaic, True
+            existing = Mosaic.objects.get(checksum=checksum)
+            if labels is not None:
+                labels.source.seek(0)
+            return _upload_existing(existing, labels=labels, user=user)
+        return UploadResult(mosaic=mosaic, created=True, label_layer=layer, labels_created=layer is not None)
     finally:
         staged.unlink(missing_ok=True)
 
 
+def _upload_existing(mosaic: Mosaic, *, labels: LabelFile | None, user: Any) -> UploadResult:
+    """The uploaded bytes are already ``mosaic``: import the labels onto it (once), or just answer it."""
+    if labels is None:
+        return UploadResult(mosaic=mosaic, created=False)
+    if mosaic.status == Mosaic.Status.FAILED:
+        raise LabelsRejected(
+            f"This file is already mosaic {mosaic.pk} ({mosaic.name!r}), whose ingest failed "
+            f"({mosaic.failure_reason or 'no reason given'}); labels are not imported onto a failed mosaic. "
+            "Delete it and upload the file again with its labels."
+        )
+    working = label_map_prepare(source=labels.source, filename=labels.filename, value_mapping=labels.value_mapping,
+                                full_wh=(mosaic.width, mosaic.height),
+                                working_wh=(mosaic.working_width, mosaic.working_height))
+    from .rasters import read_raster
+
+    for layer in mosaic.label_layers.filter(source=LabelLayer.Source.IMPORT).order_by("pk"):
+        if layer.raster_path.exists() and np.array_equal(read_raster(layer.raster_path), working):
+            return UploadResult(mosaic=mosaic, created=False, label_layer=layer, labels_created=False)
+    layer = _label_layer_store(mosaic=mosaic, working=working, filename=labels.filename, user=user,
+                               value_mapping=labels.value_mapping, name=labels.name,
+                               details={"at_upload": True, "duplicate_upload": True})
+    return UploadResult(mosaic=mosaic, created=False, label_layer=layer, labels_created=True)
+
+
 def _mosaic_create(*, staged: Path, filename: str, name: str, checksum: str, size: int,
                    info: imaging.ImageInfo, um_per_px: float, um_source: str, working_um: float,
-                   working_wh: tuple[int, int], user: Any) -> Mosaic:
-    """Rows (mosaic, ingest job, audit) and the stored original, all or nothing."""
+                   working_wh: tuple[int, int], user: Any, labels: LabelFile | None = None,
+                   working_labels: np.ndarray | None = None) -> tuple[Mosaic, LabelLayer | None]:
+    """Rows (mosaic, ingest job, audit; the label layer if labels came along) and the stored original (and the
+    label raster), all or nothing."""
     folder: Path | None = None
     try:
         with transaction.atomic():
@@ -138,12 +210,17 @@ def _mosaic_create(*, staged: Path, filename: str, name: str, checksum: str, siz
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             shutil.copyfile(staged, original_path(mosaic))
+            layer = None
+            if labels is not None and working_labels is not None:
+                layer = _label_layer_store(mosaic=mosaic, working=working_labels, filename=labels.filename,
+                                           user=user, value_mapping=labels.value_mapping, name=labels.name,
+                                           details={"at_upload": True})
             job_enqueue(job=job)
     except BaseException:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return mosaic
+    return mosaic, layer
 
 
 def original_path(mosaic: Mosaic) -> Path:
@@ -236,20 +313,13 @@ def _read_label_file(source: BinaryIO, filename: str) -> np.ndarray:
     return array
 
 
-def _to_working(array: np.ndarray, mosaic: Mosaic) -> np.ndarray:
-    """Accept working or full resolution; full resolution is reduced by the majority of labelled pixels."""
-    from .rasters import reduce_labels
-
+def _check_label_size(array: np.ndarray, *, full_wh: tuple[int, int], working_wh: tuple[int, int]) -> None:
     height, width = array.shape
-    if (width, height) == (mosaic.working_width, mosaic.working_height):
-        return array
-    if (width, height) != (mosaic.width, mosaic.height):
+    if (width, height) not in (tuple(full_wh), tuple(working_wh)):
         raise LabelsRejected(
             f"The label map is {width} × {height} px; it must match the mosaic at full resolution "
-            f"({mosaic.width} × {mosaic.height}) or at working resolution "
-            f"({mosaic.working_width} × {mosaic.working_height})."
+            f"({full_wh[0]} × {full_wh[1]}) or at working resolution ({working_wh[0]} × {working_wh[1]})."
         )
-    return reduce_labels(array, mosaic.working_height, mosaic.working_width)
 
 
 def _apply_mapping(array: np.ndarray, mapping: dict[int, int] | None) -> np.ndarray:
@@ -274,16 +344,28 @@ def _apply_mapping(array: np.ndarray, mapping: dict[int, int] | None) -> np.ndar
     return lut[array]
 
 
-def label_layer_import(*, mosaic: Mosaic, source: BinaryIO, filename: str, user: Any,
-                       value_mapping: dict[int, int] | None = None, name: str = "") -> LabelLayer:
-    """Import an expert label map (PNG/TIFF, working or full resolution, values mapped to 0–5/255)."""
+def label_map_prepare(*, source: BinaryIO, filename: str, value_mapping: dict[int, int] | None,
+                      full_wh: tuple[int, int], working_wh: tuple[int, int]) -> np.ndarray:
+    """Read a label file, check its size against a mosaic of ``full_wh`` (working size ``working_wh``), map its
+    values and return the uint8 ``(H, W)`` raster at working resolution (full resolution is reduced by the
+    majority of labelled pixels). Writes nothing; raises :class:`LabelsRejected` with what was wrong."""
+    from .rasters import reduce_labels
+
+    array = _read_label_file(source, filename)
+    _check_label_size(array, full_wh=full_wh, working_wh=working_wh)
+    mapped = _apply_mapping(array, value_mapping)
+    work_w, work_h = working_wh
+    if mapped.shape == (work_h, work_w):
+        return mapped
+    return reduce_labels(mapped, work_h, work_w)
+
+
+def _label_layer_store(*, mosaic: Mosaic, working: np.ndarray, filename: str, user: Any,
+                       value_mapping: dict[int, int] | None, name: str,
+                       details: dict[str, Any] | None = None) -> LabelLayer:
+    """The import layer's row, raster and audit row, all or nothing."""
     from .rasters import labelled_pixels, write_raster
 
-    if mosaic.status != Mosaic.Status.READY:
-        raise LabelsRejected(f"Mosaic {mosaic.pk} is {mosaic.status}; labels can be imported once it is ready.")
-    array = _read_label_file(source, filename)
-    mapped = _apply_mapping(array, value_mapping)
-    working = _to_working(mapped, mosaic)
     raster_path: Path | None = None
     try:
         with transaction.atomic():
@@ -295,9 +377,21 @@ def label_layer_import(*, mosaic: Mosaic, source: BinaryIO, filename: str, user:
             write_raster(raster_path, working)
             audit_record(actor=user, verb="labels.import", target=layer,
                          details={"filename": filename, "mapping": value_mapping, "mosaic": mosaic.pk,
-                                  "labelled_pixels": layer.labelled_pixels})
+                                  "labelled_pixels": layer.labelled_pixels, **(details or {})})
     except BaseException:
         if raster_path is not None:
             raster_path.unlink(missing_ok=True)
         raise
     return layer
+
+
+def label_layer_import(*, mosaic: Mosaic, source: BinaryIO, filename: str, user: Any,
+                       value_mapping: dict[int, int] | None = None, name: str = "") -> LabelLayer:
+    """Import an expert label map (PNG/TIFF, working or full resolution, values mapped to 0–5/255)."""
+    if mosaic.status != Mosaic.Status.READY:
+        raise LabelsRejected(f"Mosaic {mosaic.pk} is {mosaic.status}; labels can be imported once it is ready.")
+    working = label_map_prepare(source=source, filename=filename, value_mapping=value_mapping,
+                                full_wh=(mosaic.width, mosaic.height),
+                                working_wh=(mosaic.working_width, mosaic.working_height))
+    return _label_layer_store(mosaic=mosaic, working=working, filename=filename, user=user,
+                              value_mapping=value_mapping, name=name)

@@ -62,3 +62,25 @@ def float_tiff_bytes(tmp: Path) -> bytes:
 
 HTML_BYTES = b"<!DOCTYPE html><html><body>not an image</body></html>"
 SVG_BYTES = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
+
+
+# --- Label maps sent with uploads (for a 300 × 200 mosaic at 1 µm/px: working size 75 × 50) ---------------
+
+def expected_working(width: int = 75, height: int = 50) -> np.ndarray:
+    """The layer expected at working resolution: meshwork on the left, nested top right, unlabelled elsewhere."""
+    expected = np.full((height, width), 255, np.uint8)
+    expected[:, : width // 2] = 2
+    expected[: height // 2, width // 2:] = 4
+    return expected
+
+
+def other_tool_labels(scale: int = 4) -> np.ndarray:
+    """The same map as another tool writes it, at full resolution (``scale`` × working): 0 unlabelled,
+    10 meshwork, 20 nested."""
+    tool_values = np.zeros(256, np.uint8)
+    tool_values[[2, 4]] = [10, 20]
+    return tool_values[np.kron(expected_working(), np.ones((scale, scale), np.uint8))]
+
+
+# The mapping of ``other_tool_labels`` values to classes, as the upload form sends it.
+OTHER_TOOL_MAPPING = '{"0": 255, "10": 2, "20": 4}'

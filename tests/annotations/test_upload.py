@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from annotations.models import AuditEvent, Mosaic
+from annotations.models import AuditEvent, LabelLayer, Mosaic
+from annotations.rasters import read_raster
 from inference.models import Job
 from tests.annotations.files import (
     HTML_BYTES,
+    OTHER_TOOL_MAPPING,
     SVG_BYTES,
+    expected_working,
     float_tiff_bytes,
+    other_tool_labels,
     pillow_bytes,
     png_claiming,
     truncated_tiff_bytes,
@@ -25,19 +30,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BOUNDARY = "rcmweb-test-boundary"
 
 
-def post(api, name: str, data: bytes, **fields: object):
+def post(api, name: str, data: bytes, *, labels: tuple[str, bytes] | None = None, **fields: object):
     """A multipart upload written by hand, so the file name reaches the server exactly as given
-    (Django's test client would strip folders from it)."""
+    (Django's test client would strip folders from it). ``labels``: (file name, bytes) of a label map."""
     parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
              for key, value in fields.items()]
-    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    files = [("file", name, data)] + ([("labels", *labels)] if labels is not None else [])
+    for field, filename, content in files:
+        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                     "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
     body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
     return api.generic("POST", "/api/mosaics/", body, content_type=f"multipart/form-data; boundary={BOUNDARY}")
 
 
 def assert_nothing_left(media_root: Path) -> None:
     assert Mosaic.objects.count() == 0
+    assert LabelLayer.objects.count() == 0
     assert Job.objects.count() == 0
     assert AuditEvent.objects.count() == 0
     leftovers = [p for p in media_root.rglob("*") if p.is_file()] if media_root.exists() else []
@@ -137,3 +145,112 @@ def test_delete_removes_rows_and_files(admin_api, media_root, eager_celery) -> N
     assert admin_api.delete(f"/api/mosaics/{mosaic_id}/").status_code == 204
     assert not Mosaic.objects.exists() and not folder.exists()
     assert AuditEvent.objects.filter(verb="mosaic.delete").exists()
+
+
+# --- Expert labels sent with the upload -------------------------------------------------------------------
+
+def test_labels_at_full_resolution_with_a_mapping_become_the_expert_layer(admin_api, media_root,
+                                                                           eager_celery) -> None:
+    response = post(admin_api, "lesion.png", png_bytes(gray_image(300, 200)), um_per_px=1.0,
+                    labels=("lesion_labels.png", png_bytes(other_tool_labels())),
+                    value_mapping=OTHER_TOOL_MAPPING, labels_name="Consensus")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    layer = LabelLayer.objects.get()
+    assert body["labels"] == {"layer": layer.pk, "key": f"layer:{layer.pk}", "name": "Consensus",
+                              "labelled_pixels": int((expected_working() != 255).sum()), "created": True}
+    assert (layer.source, layer.mosaic_id) == (LabelLayer.Source.IMPORT, body["id"])
+    np.testing.assert_array_equal(read_raster(layer.raster_path), expected_working())
+    audit = AuditEvent.objects.get(verb="labels.import")
+    assert audit.details["at_upload"] is True and audit.details["mapping"] == {"0": 255, "10": 2, "20": 4}
+    # Ingest ran (eagerly) after the import; the layer is drawn in the viewer like a later import.
+    assert Mosaic.objects.get().status == Mosaic.Status.READY
+    listed = admin_api.get(f"/api/mosaics/{body['id']}/layers/").json()
+    assert [(item["key"], item["source"]) for item in listed] == [(f"layer:{layer.pk}", "import")]
+
+
+def test_labels_at_working_resolution_without_mapping(admin_api, media_root, eager_celery) -> None:
+    labels = expected_working()
+    response = post(admin_api, "m.png", png_bytes(gray_image(300, 200)), um_per_px=1.0,
+                    labels=("m_labels.png", png_bytes(labels)))
+    assert response.status_code == 201, response.content
+    assert response.json()["labels"]["name"] == "m_labels.png"
+    np.testing.assert_array_equal(read_raster(LabelLayer.objects.get().raster_path), labels)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("wrong-size", "The label map is 299 × 200 px; it must match the mosaic at full resolution (300 × 200) or at "
+                   "working resolution (75 × 50)"),
+    ("outside-mapping", "has values [30] that the value mapping does not cover"),
+    ("rgb", "one channel"),
+    ("not-png-or-tiff", "Label maps must be PNG or TIFF"),
+])
+def test_bad_labels_refuse_the_whole_upload_and_leave_nothing(admin_api, media_root, eager_celery, case: str,
+                                                              message: str) -> None:
+    labels = other_tool_labels()
+    name = "l.png"
+    if case == "wrong-size":
+        labels = labels[:, :-1]
+    elif case == "outside-mapping":
+        labels[0, 0] = 30
+    elif case == "rgb":
+        labels = np.stack([labels] * 3, axis=-1)
+    else:
+        name = "l.bmp"
+    response = post(admin_api, "m.png", png_bytes(gray_image(300, 200)), um_per_px=1.0,
+                    labels=(name, png_bytes(labels)), value_mapping=OTHER_TOOL_MAPPING)
+    assert response.status_code == 400, response.content
+    assert message in response.json()["labels"][0]
+    assert_nothing_left(media_root)
+
+
+def test_mapping_without_a_label_file_is_refused(admin_api, media_root) -> None:
+    response = post(admin_api, "m.png", png_bytes(gray_image()), value_mapping=OTHER_TOOL_MAPPING)
+    assert response.status_code == 400
+    assert "Only used with a label map" in response.json()["value_mapping"][0]
+    assert_nothing_left(media_root)
+
+
+def test_same_file_again_with_labels_imports_them_onto_the_existing_mosaic_once(admin_api, media_root,
+                                                                                 eager_celery) -> None:
+    data = png_bytes(gray_image(300, 200))
+    mosaic_id = post(admin_api, "m.png", data, um_per_px=1.0).json()["id"]
+    labels = ("m_labels.png", png_bytes(other_tool_labels()))
+    bad = post(admin_api, "m.png", data, labels=("m_labels.png", png_bytes(other_tool_labels()[:-1])),
+               value_mapping=OTHER_TOOL_MAPPING)
+    assert bad.status_code == 400 and "must match the mosaic" in bad.json()["labels"][0]
+    assert not LabelLayer.objects.exists()
+    again = post(admin_api, "m.png", data, labels=labels, value_mapping=OTHER_TOOL_MAPPING)
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == mosaic_id and again.json()["labels"]["created"] is True
+    layer = LabelLayer.objects.get()
+    np.testing.assert_array_equal(read_raster(layer.raster_path), expected_working())
+    assert AuditEvent.objects.get(verb="labels.import").details["duplicate_upload"] is True
+    third = post(admin_api, "m.png", data, labels=labels, value_mapping=OTHER_TOOL_MAPPING)
+    assert third.status_code == 200
+    assert third.json()["labels"] == {**again.json()["labels"], "created": False}
+    assert LabelLayer.objects.count() == 1 and Mosaic.objects.count() == 1 and Job.objects.count() == 1
+
+
+def test_schema_describes_the_label_fields_of_the_upload(admin_api) -> None:
+    schema = admin_api.get("/api/schema/", {"format": "json"}).json()
+    body = schema["paths"]["/api/mosaics/"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    fields = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]["properties"]
+    assert fields["labels"]["format"] == "binary"
+    assert "working resolution" in fields["labels"]["description"]
+    assert "255 unlabelled" in fields["value_mapping"]["description"]
+    assert "labels_name" in fields
+    created = schema["paths"]["/api/mosaics/"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    result = schema["components"]["schemas"][created["$ref"].rsplit("/", 1)[-1]]["properties"]
+    assert "labels" in result
+
+
+def test_labels_sent_with_a_mosaic_whose_ingest_failed_are_refused(admin_api, media_root) -> None:
+    data = png_bytes(gray_image(300, 200))
+    mosaic_id = post(admin_api, "m.png", data, um_per_px=1.0).json()["id"]  # no worker: the ingest waits
+    Mosaic.objects.filter(pk=mosaic_id).update(status=Mosaic.Status.FAILED, failure_reason="disk full")
+    response = post(admin_api, "m.png", data, labels=("m_labels.png", png_bytes(expected_working())))
+    assert response.status_code == 400
+    assert f"already mosaic {mosaic_id}" in response.json()["labels"][0]
+    assert "disk full" in response.json()["labels"][0]
+    assert not LabelLayer.objects.exists()
