@@ -39,6 +39,22 @@ def labelled_mosaic(admin_user, *, name: str, seed: int, width: int = 640, heigh
     return mosaic
 
 
+def submitted_review(mosaic, expert):
+    """The expert's review of ``mosaic``: meshwork painted over the top left, the model's labels accepted over the
+    bottom right (boxes in working px, sent in full-resolution px at 1 µm/px), then submitted."""
+    from annotations.reviews import review_edit, review_start, review_submit
+
+    review, _ = review_start(mosaic=mosaic, user=expert)
+    revision = review.layer.revision
+    w, h = mosaic.working_width, mosaic.working_height
+    for op, value, (x0, y0, x1, y1) in (("paint", 2, (2, 2, w // 2, h // 2)),
+                                        ("accept", None, (w // 2 + 4, h // 2, w - 2, h - 2))):
+        revision = review_edit(review=review, user=expert, revision=revision, op=op, class_value=value,
+                               geometry={"type": "rectangle", "x0": 4 * x0, "y0": 4 * y0, "x1": 4 * x1,
+                                         "y1": 4 * y1}).revision
+    return review_submit(review=review, user=expert)
+
+
 def run_queued(kind: str) -> None:
     """Run every queued job of ``kind`` here, as a worker would."""
     from inference.models import Job
@@ -116,6 +132,9 @@ def test_admin_fine_tunes_compares_promotes_and_experts_get_the_new_version(
     page.wait_for_function("() => document.getElementById('held-out-count').textContent.startsWith('1 of 2')")
     assert page.is_checked(f"#held-out-{held.pk}") and not page.is_checked(f"#held-out-{trained.pk}")
 
+    # An expert reviewed both mosaics against the base version's predictions and submitted the reviews.
+    reviews = {mosaic.name: submitted_review(mosaic, expert_user) for mosaic in (held, trained)}
+
     # Launch a small round from the active version.
     assert page.input_value("#base-select") == str(base_version.pk)
     page.check("input[name=labels][value=imported]")
@@ -172,6 +191,30 @@ def test_admin_fine_tunes_compares_promotes_and_experts_get_the_new_version(
     assert comparison.locator("#dice-chart rect.chart-bar-parent").count() >= 2
     comparison.scroll_into_view_if_needed()
     comparison.screenshot(path=artifacts / "finetune-comparison.png")
+
+    # Beside it, the agreement of both versions with the experts' reviews, split by held-out and trained-on mosaics.
+    agreement = candidate.metrics["reviews"]
+    assert [row["review"] for row in agreement["per_review"]] == [reviews["Lesion A"].pk, reviews["Lesion B"].pk]
+    section = comparison.locator("#review-agreement")
+    assert "Agreement with the experts’ reviews" in section.locator("h3").inner_text()
+    assert "2 submitted reviews" in section.locator(".review-intro").inner_text()
+    for split, name in (("held_out", "Held-out mosaics"), ("trained", "Trained-on mosaics")):
+        pool = agreement["splits"][split]
+        cells = section.locator(f".review-table tr[data-split={split}] td").all_inner_texts()
+        row = section.locator(f".review-table tr[data-split={split}]").inner_text()
+        assert name in row
+        assert (cells[0], cells[1]) == ("1", f"{pool['labelled_pixels']:,}")
+        # agreement: this version, then its parent
+        assert cells[2].startswith(f"{100 * pool['candidate']['accuracy']:.1f} %")
+        assert cells[3] == f"{100 * pool['parent']['accuracy']:.1f} %"
+        assert cells[5] == f"{pool['parent']['kappa']:.3f}"
+    assert "optimistic" in section.locator(".review-table tr[data-split=trained]").inner_text()
+    assert section.locator("#review-chart rect.chart-bar-this").count() >= 4  # agreement and mean Dice at least
+    assert section.locator("#review-chart rect.chart-bar-parent").count() >= 4
+    section.locator(".review-details summary").first.click()
+    assert section.locator(".per-review-table tbody tr").count() == 2
+    section.scroll_into_view_if_needed()
+    section.screenshot(path=artifacts / "finetune-review-agreement.png")
 
     # Promote: a confirmation, then every mosaic is predicted again with the candidate, live.
     page.click(f"tr.version-row[data-version-id='{candidate.pk}'] button[data-action=promote]")

@@ -645,6 +645,148 @@ function diceBars(report, parent, version) {
   return figure;
 }
 
+// ---- agreement with the experts' reviews ----------------------------------------------------------------------
+
+// Where a review's mosaic stood in the round (inference.services.training.REVIEW_SPLITS), in the order shown.
+const REVIEW_SPLITS = {
+  held_out: {label: 'Held-out mosaics', short: 'held out', note: 'never trained on', colour: '#1d7a4c'},
+  trained: {label: 'Trained-on mosaics', short: 'trained on', colour: '#c07a12',
+    note: 'optimistic: the candidate was trained on these mosaics’ labels'},
+  validation: {label: 'Validation mosaics', short: 'validation', note: 'they picked the best epoch',
+    colour: '#6b5fb5'},
+  not_used: {label: 'Mosaics not used', short: 'not used', note: 'their labels were not chosen for this round',
+    colour: '#5a6b7b'},
+};
+// Figures shown per split: key, label, shown as a percentage.
+const REVIEW_FIGURES = [['accuracy', 'Agreement', true], ['kappa', 'Kappa', false], ['mean_dice', 'Mean Dice', true]];
+
+let reviewChart = null;
+
+function pairCells(value, parent, points) {
+  return [h('td', {class: 'num group-start'}, h('span', {}, points ? pct(value) : dec(value)),
+    delta(value, parent, {points, quietWhenSame: true})),
+  h('td', {class: 'num muted'}, points ? pct(parent) : dec(parent))];
+}
+
+function pairHead(labels) {
+  return h('thead', {},
+    h('tr', {}, labels.map(([label, span, {title = null, num = false} = {}]) => h('th', {
+      scope: span > 1 ? 'colgroup' : 'col', colspan: span, rowspan: span > 1 ? null : 2, title,
+      class: span > 1 ? 'num group-start' : num ? 'num' : 'text'}, label))),
+    h('tr', {class: 'subhead'}, labels.filter(([, span]) => span > 1).map(() => [
+      h('th', {scope: 'col', class: 'num group-start'}, 'This'), h('th', {scope: 'col', class: 'num'}, 'Parent')])));
+}
+
+function reviewSplitTable(reviews, splits) {
+  const titles = {accuracy: 'Share of the expert’s labelled pixels where the model gives the same class',
+    kappa: 'Cohen’s kappa of the expert and the model', mean_dice: 'Mean Dice over the classes the expert labelled'};
+  const head = pairHead([['Reviews on', 1], ['Reviews', 1, {num: true}], ['Labelled px', 1, {num: true}],
+    ...REVIEW_FIGURES.map(([key, label]) => [label, 2, {title: titles[key]}])]);
+  const body = h('tbody', {}, splits.map((key) => {
+    const pool = reviews.splits[key];
+    const split = REVIEW_SPLITS[key];
+    return h('tr', {dataset: {split: key}},
+      h('th', {scope: 'row'}, h('div', {class: 'split-cell'},
+        h('span', {class: 'class-swatch', style: {background: split.colour}}),
+        h('span', {}, split.label, h('span', {class: `split-note${key === 'trained' ? ' warn-text' : ''}`},
+          split.note)))),
+      h('td', {class: 'num'}, formatInt(pool.reviews.length)),
+      h('td', {class: 'num'}, formatInt(pool.labelled_pixels)),
+      REVIEW_FIGURES.map(([figure, , points]) => pairCells(pool.candidate[figure], pool.parent[figure], points)));
+  }));
+  return h('div', {class: 'table-scroll'}, h('table', {class: 'table pair-table review-table'}, head, body));
+}
+
+function reviewBars(reviews, splits, version) {
+  const figure = h('figure', {class: 'chart-figure'},
+    h('figcaption', {class: 'chart-caption'}, h('span', {}, 'This version beside its parent on the reviews')));
+  const holder = h('div', {class: 'chart', id: 'review-chart'});
+  figure.append(holder);
+  const groups = [];
+  const values = {this: [], parent: []};
+  for (const key of splits) {
+    for (const [figureKey, label] of REVIEW_FIGURES) {
+      groups.push({label: `${label} (${REVIEW_SPLITS[key].short})`, colour: REVIEW_SPLITS[key].colour});
+      values.this.push(reviews.splits[key].candidate[figureKey] ?? null);
+      values.parent.push(reviews.splits[key].parent[figureKey] ?? null);
+    }
+  }
+  const series = [{key: 'this', label: `${version.name} (v${version.id})`, values: values.this},
+    {key: 'parent', label: `Parent (v${reviews.parent})`, style: 'light', values: values.parent}];
+  figure.append(h('ul', {class: 'chart-legend'},
+    h('li', {}, h('span', {class: 'swatch swatch-bar'}), series[0].label),
+    h('li', {}, h('span', {class: 'swatch swatch-bar swatch-light'}), series[1].label),
+    splits.map((key) => h('li', {},
+      h('span', {class: 'swatch swatch-bar', style: {background: REVIEW_SPLITS[key].colour}}),
+      REVIEW_SPLITS[key].label.toLowerCase())),
+    h('li', {class: 'muted'}, 'a kappa below 0 is drawn at 0')));
+  if (reviewChart) reviewChart.disconnect();
+  reviewChart = new GroupedBarChart(holder, {height: 250, label: 'Agreement with the experts’ reviews',
+    yLabel: 'Agreement, kappa, Dice', format: (v) => v.toFixed(1), valueFormat: (v) => v.toFixed(2)});
+  reviewChart.update({groups, series});
+  return figure;
+}
+
+function perReviewTable(reviews) {
+  const rows = reviews.per_review || [];
+  const head = pairHead([['Review', 1], ['Mosaic', 1], ['Expert', 1], ['Mosaic was', 1],
+    ['Labelled px', 1, {num: true}],
+    ...REVIEW_FIGURES.map(([, label]) => [label, 2])]);
+  const body = h('tbody', {}, rows.map((row) => h('tr', {dataset: {review: row.review, split: row.split}},
+    h('th', {scope: 'row'}, `#${row.review}`),
+    h('td', {}, h('a', {href: `/mosaics/${row.mosaic}/`}, row.mosaic_name || mosaicName(row.mosaic))),
+    h('td', {}, row.expert || '—'),
+    h('td', {class: row.split === 'trained' ? 'warn-text' : null}, (REVIEW_SPLITS[row.split] || {}).short || row.split),
+    h('td', {class: 'num'}, formatInt(row.labelled_pixels)),
+    REVIEW_FIGURES.map(([figure, , points]) => pairCells(row.candidate[figure], row.parent[figure], points)))));
+  return h('div', {class: 'table-scroll'}, h('table', {class: 'table pair-table per-review-table'}, head, body));
+}
+
+function reviewClassDice(reviews, splits) {
+  const keys = Object.keys(reviews.splits[splits[0]].candidate.dice || {});
+  if (!keys.length) return null;
+  const head = pairHead([['Class', 1], ...splits.map((key) => [`Dice, ${REVIEW_SPLITS[key].short}`, 2])]);
+  const body = h('tbody', {}, keys.map((key, index) => {
+    const cls = classFor(key, index);
+    return h('tr', {dataset: {classKey: key}},
+      h('th', {scope: 'row', class: 'class-cell'}, h('span', {class: 'class-swatch', style: {background: cls.colour}}),
+        cls.name),
+      splits.map((split) => pairCells(reviews.splits[split].candidate.dice[key],
+        reviews.splits[split].parent.dice[key], true)));
+  }));
+  return h('div', {class: 'table-scroll'}, h('table', {class: 'table pair-table review-dice-table'}, head, body));
+}
+
+/** The candidate beside its parent on the submitted reviews compared after its round (metrics.reviews). */
+function reviewAgreement(version) {
+  const reviews = version.metrics && version.metrics.reviews;
+  if (!reviews || typeof reviews !== 'object') return null;
+  const splits = Object.keys(REVIEW_SPLITS).filter((key) => reviews.splits && reviews.splits[key]);
+  const section = h('section', {class: 'subsection review-agreement', id: 'review-agreement',
+    'aria-labelledby': 'reviews-title'}, h('h3', {id: 'reviews-title'}, 'Agreement with the experts’ reviews'));
+  if (!splits.length) {
+    section.append(h('p', {class: 'muted small'}, 'No submitted review with labelled pixels existed when this round ' +
+      'ran, so nothing was compared.'));
+    return section;
+  }
+  const capped = reviews.submitted > reviews.compared;
+  const stored = (reviews.per_review || []).some((row) => row.parent_prediction &&
+    row.parent_prediction.source === 'stored' && row.parent_prediction.mode !== 'fast');
+  section.append(h('p', {class: 'muted small review-intro'},
+    `${capped ? `The newest ${formatInt(reviews.compared)} of ${plural(reviews.submitted, 'submitted review')}`
+      : plural(reviews.compared, 'submitted review')}, each scored on the pixels its expert labelled: this version ` +
+    'beside its parent (v' + reviews.parent + '). Reviews on trained-on mosaics flatter the candidate; the ' +
+    `held-out rows are the fair comparison.${stored ? ' The parent’s stored predictions were reused; some were ' +
+      'made in paper mode.' : ''}`));
+  section.append(h('div', {class: 'review-grid'}, reviewSplitTable(reviews, splits),
+    reviewBars(reviews, splits, version)));
+  const dice = reviewClassDice(reviews, splits);
+  section.append(h('details', {class: 'review-details'},
+    h('summary', {}, `Per review (${formatInt((reviews.per_review || []).length)})`), perReviewTable(reviews)));
+  if (dice) section.append(h('details', {class: 'review-details'}, h('summary', {}, 'Dice per class'), dice));
+  return section;
+}
+
 function mosaicList(ids) {
   if (!ids || !ids.length) return h('span', {class: 'muted'}, 'none');
   const names = ids.map((id, i) => [i ? ', ' : '', mosaicName(id)]);
@@ -782,6 +924,8 @@ function renderComparison() {
     const other = otherFigures(own);
     if (other) parts.push(other);
   }
+  const agreement = reviewAgreement(version);
+  if (agreement) parts.push(h('div', {class: 'subsections'}, agreement));
   const data = trainingData(version);
   const epochs = epochHistory(version);
   if (data || epochs) parts.push(h('div', {class: 'subsections'}, data, epochs));
