@@ -282,6 +282,11 @@ def mosaic_delete(*, mosaic: Mosaic, user: Any) -> None:
 # Largest label file accepted: a full-resolution 20000² 8-bit map uncompressed is 400 MB; label PNGs are far
 # smaller, so anything above this is not a label map.
 MAX_LABEL_FILE_BYTES = 512 * 1024**2
+# Label map formats (lossless, one channel of integer values).
+LABEL_FILE_EXTENSIONS = (".png", ".tif", ".tiff")
+# Name of a label map that goes with a mosaic, in a bulk folder or dropped together on the Upload page:
+# ``lesion.tif`` + ``lesion_labels.png``.
+LABEL_MAP_SUFFIX = "_labels"
 
 
 class LabelsRejected(ValueError):
@@ -292,7 +297,7 @@ def _read_label_file(source: BinaryIO, filename: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     suffix = Path(filename).suffix.lower()
-    if suffix not in (".png", ".tif", ".tiff"):
+    if suffix not in LABEL_FILE_EXTENSIONS:
         raise LabelsRejected(f"Label maps must be PNG or TIFF; got {suffix or 'no extension'!r}.")
     data = source.read(MAX_LABEL_FILE_BYTES + 1)
     if len(data) > MAX_LABEL_FILE_BYTES:

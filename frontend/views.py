@@ -13,12 +13,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from annotations.imaging import ACCEPTED_DESCRIPTION, PLAUSIBLE_UM_PER_PX
-from annotations.selectors import mosaics_visible_to
+from annotations.selectors import label_classes, mosaics_visible_to
+from annotations.services import LABEL_FILE_EXTENSIONS, LABEL_MAP_SUFFIX, MAX_LABEL_FILE_BYTES
 from inference.serializers import FinetuneSerializer
 from rcmweb.access import Role, get_for_user, has_role, is_admin
 
 # File types offered by the upload page's file picker (the server checks the content, this only filters).
 UPLOAD_ACCEPT = ".tif,.tiff,.png,.bmp,.jpg,.jpeg"
+# File types of expert label maps sent with an upload (as the label import takes).
+LABELS_ACCEPT = ",".join(LABEL_FILE_EXTENSIONS)
 
 
 @login_required
@@ -34,6 +37,8 @@ def mosaic_upload(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/mosaic_upload.html", {
         "accept": UPLOAD_ACCEPT, "accepted_description": ACCEPTED_DESCRIPTION, "um_min": low, "um_max": high,
         "max_upload_bytes": int(settings.RCMWEB_MAX_UPLOAD_BYTES), "working_um_per_px": settings.WORKING_UM_PER_PX,
+        "labels_accept": LABELS_ACCEPT, "labels_suffix": LABEL_MAP_SUFFIX, "max_label_bytes": MAX_LABEL_FILE_BYTES,
+        "label_classes": list(label_classes()),
     })
 
 

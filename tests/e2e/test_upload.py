@@ -1,7 +1,9 @@
-"""Uploading through the page as an admin: byte progress, server messages, ingest progress, ready."""
+"""Uploading through the page as an admin: byte progress, server messages, ingest progress, ready; expert labels
+sent with a mosaic."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -110,3 +112,54 @@ def test_upload_bar_follows_the_bytes_sent(page, login, media_root, admin_user, 
     assert state.startswith("Uploading · ") and " of " in state
     page.screenshot(path=artifacts / "upload-sending.png")
     item_row(page, "large.png").locator(".item-state", has_text="Queued").wait_for()
+
+
+def test_expert_labels_go_with_their_mosaic_and_a_bad_map_refuses_the_upload(page, login, media_root, admin_user,
+                                                                            artifacts) -> None:
+    from annotations.models import LabelLayer, Mosaic
+    from annotations.rasters import read_raster
+    from tests.annotations.files import expected_working, other_tool_labels
+    from tests.conftest import png_bytes
+    from tests.e2e.conftest import ingest_now
+
+    login("ada")
+    page.goto("/mosaics/upload/")
+    # Dropped together, the map is paired with its mosaic by name (skin.png + skin_labels.png).
+    page.set_input_files("#file-input", files=[
+        png_file("skin.png", 300, 200, seed=31), png_file("other.png", 300, 200, seed=32),
+        {"name": "skin_labels.png", "mimeType": "image/png", "buffer": png_bytes(other_tool_labels())},
+        {"name": "lost_labels.png", "mimeType": "image/png", "buffer": png_bytes(expected_working())}])
+    assert item_row(page, "skin.png").locator(".col-labels").inner_text().strip() == "skin_labels.png"
+    assert "no mosaic named lost.* is waiting" in item_row(page, "lost_labels.png").inner_text()
+    # A map added on a row with the button: one pixel too narrow for this mosaic.
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Add labels to other.png").click()
+    chooser.value.set_files({"name": "other_map.png", "mimeType": "image/png",
+                             "buffer": png_bytes(other_tool_labels()[:, :-1])})
+    item_row(page, "other.png").locator(".labels-name", has_text="other_map.png").wait_for()
+    page.fill("#um-input", "1")
+    page.fill("#mapping-input", "0 = 255")
+    page.click("#upload-button")
+    assert "cannot be read" in page.inner_text("#mapping-error")  # refused in the page; nothing was sent
+    assert Mosaic.objects.count() == 0
+    page.fill("#mapping-input", "0=255, 10=2, 20=4")
+    page.click("#upload-button")
+
+    refused = item_row(page, "other.png")
+    refused.locator(".item-state", has_text="Not accepted").wait_for()
+    assert ("label map other_map.png: The label map is 299 × 200 px; it must match the mosaic at full resolution "
+            "(300 × 200) or at working resolution (75 × 50)") in refused.inner_text()
+    row = item_row(page, "skin.png")
+    row.locator(".item-state", has_text="Expert labels imported").wait_for()
+    mosaic = Mosaic.objects.get()  # the refused upload left nothing
+    layer = LabelLayer.objects.get()
+    assert (mosaic.name, layer.mosaic_id, layer.source) == ("skin", mosaic.pk, LabelLayer.Source.IMPORT)
+    np.testing.assert_array_equal(read_raster(layer.raster_path), expected_working())
+    labelled = int((expected_working() != 255).sum())
+    assert f"Expert labels imported ({labelled:,} px labelled)" in row.inner_text()
+    page.screenshot(path=artifacts / "upload-labels.png")
+    ingest_now(mosaic)
+    row.get_by_role("link", name="Open in viewer").click()
+    page.wait_for_url(f"**/mosaics/{mosaic.pk}/")
+    page.locator(f"#layer-list .layer[data-layer='layer:{layer.pk}']", has_text="skin_labels.png").wait_for()
+    assert [error for error in page.js_errors if "status of 400" not in error] == []

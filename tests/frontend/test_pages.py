@@ -131,6 +131,18 @@ def test_upload_page_renders_for_admins(admin_user, settings) -> None:
     assert "type=\"module\" src=\"/static/frontend/js/upload.js\"" in html
 
 
+
+def test_upload_page_offers_expert_labels_with_a_value_mapping(admin_user) -> None:
+    from annotations.services import MAX_LABEL_FILE_BYTES
+
+    html = logged_in(admin_user).get(reverse("frontend:mosaic-upload")).content.decode()
+    assert 'id="labels-input" accept=".png,.tif,.tiff"' in html
+    assert f'data-max-label-bytes="{MAX_LABEL_FILE_BYTES}"' in html and 'data-labels-suffix="_labels"' in html
+    assert 'id="mapping-input" name="value_mapping"' in html
+    # The classes a mapping may name, from the LabelClass table.
+    assert "Classes: 0 background (non-lesion), 1 artifact, 2 meshwork, 3 ring, 4 nested, 5 aspecific, 255 unlabelled." in html
+
+
 def test_viewer_answers_404_for_a_missing_mosaic(expert_user) -> None:
     response = logged_in(expert_user).get(reverse("frontend:viewer", kwargs={"mosaic_id": 999}))
     assert response.status_code == 404

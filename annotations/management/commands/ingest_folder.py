@@ -18,9 +18,8 @@ from tqdm import tqdm
 from annotations import services
 from annotations.imaging import ImageRejected, check_filename
 
-# Suffix of the label map that goes with a mosaic: ``lesion.tif`` + ``lesion_labels.png``.
-LABELS_SUFFIX = "_labels"
-LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
+LABELS_SUFFIX = services.LABEL_MAP_SUFFIX
+LABEL_EXTENSIONS = services.LABEL_FILE_EXTENSIONS
 
 
 class Command(BaseCommand):

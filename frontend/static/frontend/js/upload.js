@@ -1,5 +1,7 @@
 // Upload page: queue files (picker or drag and drop), send them one at a time with a progress bar,
 // then follow each mosaic's ingest job until it is ready (or say clearly why not).
+// A mosaic may carry an expert label map (row button, or dropped together as `name_labels.png`), sent with it
+// and imported as its expert labels; a bad label map refuses that upload with the server's reason.
 
 import {ApiError, apiUrl, getJSON, uploadWithProgress} from './api.js';
 import {h, icon, replaceChildren} from './dom.js';
@@ -11,6 +13,9 @@ const dropzone = document.getElementById('dropzone');
 const fileInput = document.getElementById('file-input');
 const umInput = document.getElementById('um-input');
 const umError = document.getElementById('um-error');
+const labelsInput = document.getElementById('labels-input');
+const mappingInput = document.getElementById('mapping-input');
+const mappingError = document.getElementById('mapping-error');
 const queueTable = document.getElementById('queue');
 const queueRows = document.getElementById('queue-rows');
 const uploadButton = document.getElementById('upload-button');
@@ -20,6 +25,11 @@ const summary = document.getElementById('queue-summary');
 const uploadUrl = form.dataset.apiUrl;
 const maxBytes = Number(form.dataset.maxBytes);
 const accepted = fileInput.accept.split(',').map((ext) => ext.trim().toLowerCase());
+const labelsAccepted = labelsInput.accept.split(',').map((ext) => ext.trim().toLowerCase());
+const maxLabelBytes = Number(form.dataset.maxLabelBytes);
+const labelsSuffix = form.dataset.labelsSuffix;
+// Class values a mapping may send file values to (0–5 classes, 255 unlabelled).
+const CLASS_VALUES = new Set([0, 1, 2, 3, 4, 5, 255]);
 const umMin = Number(umInput.min);
 const umMax = Number(umInput.max);
 
@@ -27,6 +37,7 @@ const FINISHED = new Set(['ready', 'duplicate', 'rejected', 'failed', 'error']);
 const items = [];
 let nextId = 1;
 let busy = false;
+let labelsFor = null; // the item whose "Add labels" button opened the label file picker
 
 function stem(filename) {
   const dot = filename.lastIndexOf('.');
@@ -50,9 +61,40 @@ function precheck(file) {
   return null;
 }
 
+/** Checks of a label map the browser can do before sending (the server reads and checks it again). */
+function precheckLabels(file) {
+  if (!labelsAccepted.includes(extension(file.name))) {
+    return `Label maps must be ${labelsAccepted.join(', ')}; ${file.name} is not.`;
+  }
+  if (file.size === 0) return `The label map ${file.name} is empty.`;
+  if (file.size > maxLabelBytes) {
+    return `The label map is ${formatBytes(file.size)}; the limit is ${formatBytes(maxLabelBytes)}.`;
+  }
+  return null;
+}
+
+/** `lesion_labels.png` → `lesion` (the mosaic it goes with); null for other names. */
+function labelsOwner(file) {
+  const base = stem(file.name);
+  if (!base.endsWith(labelsSuffix) || !labelsAccepted.includes(extension(file.name))) return null;
+  return base.slice(0, -labelsSuffix.length) || null;
+}
+
+function setLabels(item, file) {
+  item.labels = file;
+  const problem = file ? precheckLabels(file) : null;
+  item.labelsError = problem || '';
+  updateItem(item);
+  refreshControls();
+}
+
 function addFiles(files) {
-  for (const file of files) {
-    const item = {id: nextId++, file, name: stem(file.name), phase: 'pending', loaded: 0, mosaic: null, error: ''};
+  const mosaics = [];
+  const labelMaps = [];
+  for (const file of files) (labelsOwner(file) === null ? mosaics : labelMaps).push(file);
+  for (const file of mosaics) {
+    const item = {id: nextId++, file, name: stem(file.name), phase: 'pending', loaded: 0, mosaic: null, error: '',
+      labels: null, labelsError: '', labelsResult: null};
     const problem = precheck(file);
     if (problem) {
       item.phase = 'rejected';
@@ -61,7 +103,45 @@ function addFiles(files) {
     items.push(item);
     queueRows.append(renderItem(item));
   }
+  // A label map goes to the pending mosaic of the same name (dropped with it now, or queued before).
+  for (const file of labelMaps) {
+    const owner = labelsOwner(file);
+    const item = items.find((candidate) => candidate.phase === 'pending' && stem(candidate.file.name) === owner);
+    if (item) {
+      setLabels(item, file);
+    } else {
+      const orphan = {id: nextId++, file, name: stem(file.name), phase: 'rejected', loaded: 0, mosaic: null,
+        error: `${file.name} is a label map, and no mosaic named ${owner}.* is waiting in the list. Add the mosaic `
+          + 'first (or together with it), or use Add labels on its row.',
+        labels: null, labelsError: '', labelsResult: null};
+      items.push(orphan);
+      queueRows.append(renderItem(orphan));
+    }
+  }
   refreshControls();
+}
+
+function renderLabels(item) {
+  const cell = item.row.querySelector('.col-labels');
+  const editable = item.phase === 'pending';
+  const content = [];
+  if (item.labels) {
+    content.push(h('div', {class: 'item-labels'},
+      h('span', {class: 'labels-name'}, item.labels.name),
+      editable && h('button', {type: 'button', class: 'btn btn-quiet btn-small btn-icon', title: 'Remove the label map',
+        'aria-label': `Remove label map ${item.labels.name}`, onclick: () => setLabels(item, null)},
+      icon('close', {size: 12}))));
+    if (item.labelsError) content.push(h('p', {class: 'item-error'}, item.labelsError));
+  } else if (editable) {
+    content.push(h('button', {type: 'button', class: 'btn btn-quiet btn-small', 'aria-label':
+      `Add labels to ${item.file.name}`, onclick: () => {
+      labelsFor = item;
+      labelsInput.click();
+    }}, 'Add labels'));
+  } else {
+    content.push(h('span', {class: 'muted'}, '—'));
+  }
+  replaceChildren(cell, content);
 }
 
 function renderItem(item) {
@@ -70,6 +150,7 @@ function renderItem(item) {
   const row = h('tr', {class: 'item', dataset: {itemId: item.id}},
     h('td', {class: 'col-file'}, h('div', {class: 'item-file'}, item.file.name)),
     h('td', {class: 'col-name'}, nameInput),
+    h('td', {class: 'col-labels'}),
     h('td', {class: 'col-size num'}, formatBytes(item.file.size)),
     h('td', {class: 'col-progress'},
       h('div', {class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100,
@@ -108,8 +189,10 @@ function updateItem(item) {
   nameInput.disabled = item.phase !== 'pending';
   row.querySelector('.col-remove button').hidden = item.phase !== 'pending' && !FINISHED.has(item.phase);
 
+  renderLabels(item);
   let fraction = null; // null: indeterminate
   let text = [];
+  const labelsNote = labelsText(item);
   bar.classList.remove('bar-done', 'bar-error');
   switch (item.phase) {
     case 'pending':
@@ -132,17 +215,19 @@ function updateItem(item) {
       } else {
         text = [job && job.message ? job.message : 'Queued · waiting for a worker to build the pyramid'];
       }
+      text.push(labelsNote);
       break;
     }
     case 'ready':
       fraction = 1;
       bar.classList.add('bar-done');
-      text = [`Ready · ${formatPx(item.mosaic.width, item.mosaic.height)} · `, viewerLink(item.mosaic, 'Open in viewer')];
+      text = [`Ready · ${formatPx(item.mosaic.width, item.mosaic.height)} · `, viewerLink(item.mosaic, 'Open in viewer'),
+        labelsNote];
       break;
     case 'duplicate':
       fraction = 1;
       bar.classList.add('bar-done');
-      text = [`Already uploaded as “${item.mosaic.name}” · `, viewerLink(item.mosaic, 'Open it')];
+      text = [`Already uploaded as “${item.mosaic.name}” · `, viewerLink(item.mosaic, 'Open it'), labelsNote];
       break;
     case 'failed':
       fraction = 1;
@@ -174,10 +259,23 @@ function updateItem(item) {
   replaceChildren(state, text);
 }
 
+/** What happened to the item's label map, once the server answered (empty before, or without one). */
+function labelsText(item) {
+  const result = item.labelsResult;
+  if (!result) return '';
+  const px = `${result.labelled_pixels.toLocaleString('en')} px labelled`;
+  return result.created ? ` · Expert labels imported (${px})` : ` · These expert labels were already there (${px})`;
+}
+
+/** Pending items whose label map the browser already refuses: fix or remove the map before uploading. */
+function labelProblems() {
+  return items.filter((item) => item.phase === 'pending' && item.labelsError);
+}
+
 function refreshControls() {
   queueTable.hidden = items.length === 0;
   const pending = items.filter((item) => item.phase === 'pending').length;
-  uploadButton.disabled = busy || pending === 0;
+  uploadButton.disabled = busy || pending === 0 || labelProblems().length > 0;
   uploadButton.textContent = busy ? 'Uploading…' : pending > 1 ? `Upload ${pending} files` : 'Upload';
   clearButton.hidden = !items.some((item) => FINISHED.has(item.phase));
   const counts = {};
@@ -208,6 +306,44 @@ function readUmPerPx() {
   return [!message, value];
 }
 
+/**
+ * The mapping field: empty (label values are the classes) or `file value=class` pairs ("1=2, 2=3, 0=255"; `:` works
+ * too, as does a JSON object). Returns [ok, mapping or null]; only checked when a label map is queued.
+ */
+function readMapping() {
+  const raw = mappingInput.value.trim();
+  let message = '';
+  let mapping = null;
+  const needed = items.some((item) => item.phase === 'pending' && item.labels);
+  if (raw !== '' && needed) {
+    const example = 'Write file value=class pairs, e.g. 1=2, 2=3, 0=255 (classes 0–5, 255 unlabelled), '
+      + 'or leave the field empty when the label values are the classes.';
+    let pairs = null;
+    if (raw.startsWith('{')) {
+      try {
+        const parsed = JSON.parse(raw);
+        pairs = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? Object.entries(parsed) : null;
+      } catch {
+        pairs = null;
+      }
+    } else {
+      pairs = raw.split(/[,;\s]+/).filter(Boolean).map((pair) => pair.split(/[=:]/));
+    }
+    const integer = (value) => /^\d+$/.test(String(value).trim());
+    if (!pairs || !pairs.length || pairs.some((pair) => pair.length !== 2 || !integer(pair[0]) || !integer(pair[1]))) {
+      message = `The mapping “${raw}” cannot be read. ${example}`;
+    } else {
+      mapping = Object.fromEntries(pairs.map(([from, to]) => [String(Number(from)), Number(to)]));
+      const wrong = Object.values(mapping).filter((to) => !CLASS_VALUES.has(to));
+      if (wrong.length) message = `The mapping sends values to ${wrong.join(', ')}; classes are 0–5, and 255 is unlabelled.`;
+    }
+  }
+  mappingError.hidden = !message;
+  mappingError.textContent = message;
+  mappingInput.setAttribute('aria-invalid', message ? 'true' : 'false');
+  return [!message, message ? null : mapping];
+}
+
 function settle(item, mosaic) {
   item.mosaic = mosaic;
   if (mosaic.status === 'ready') item.phase = 'ready';
@@ -217,11 +353,15 @@ function settle(item, mosaic) {
   } else item.phase = 'ingesting';
 }
 
-async function uploadOne(item, umPerPx) {
+async function uploadOne(item, umPerPx, mapping) {
   const data = new FormData();
   data.append('file', item.file, item.file.name);
   data.append('name', item.name.trim());
   if (umPerPx !== null) data.append('um_per_px', String(umPerPx));
+  if (item.labels) {
+    data.append('labels', item.labels, item.labels.name);
+    if (mapping) data.append('value_mapping', JSON.stringify(mapping));
+  }
   item.phase = 'uploading';
   item.loaded = 0;
   updateItem(item);
@@ -236,6 +376,7 @@ async function uploadOne(item, umPerPx) {
         updateItem(item);
       },
     });
+    item.labelsResult = mosaic.labels || null;
     if (status === 200) {
       item.mosaic = mosaic;
       item.phase = 'duplicate';
@@ -243,7 +384,8 @@ async function uploadOne(item, umPerPx) {
       settle(item, mosaic);
     }
   } catch (error) {
-    item.error = error.message;
+    const labelsReason = error instanceof ApiError && error.data && error.data.labels;
+    item.error = labelsReason ? `label map ${item.labels.name}: ${[].concat(labelsReason).join(' ')}` : error.message;
     item.phase = error instanceof ApiError && error.status >= 400 && error.status < 500 ? 'rejected' : 'error';
   }
   updateItem(item);
@@ -257,12 +399,17 @@ async function uploadAll() {
     umInput.focus();
     return;
   }
+  const [mappingOk, mapping] = readMapping();
+  if (!mappingOk) {
+    mappingInput.focus();
+    return;
+  }
   busy = true;
   refreshControls();
   try {
     let item;
     while ((item = items.find((candidate) => candidate.phase === 'pending'))) {
-      await uploadOne(item, umPerPx);
+      await uploadOne(item, umPerPx, mapping);
     }
   } finally {
     busy = false;
@@ -314,7 +461,20 @@ dropzone.addEventListener('drop', (event) => {
 window.addEventListener('dragover', (event) => event.preventDefault());
 window.addEventListener('drop', (event) => event.preventDefault());
 
-umInput.addEventListener('change', readUmPerPx);
+// Checked when the field is left; an error shown goes away while the value is corrected (not on leaving the field,
+// which would move the Upload button under a click that is on its way).
+for (const [input, error, check] of [[umInput, umError, readUmPerPx], [mappingInput, mappingError, readMapping]]) {
+  input.addEventListener('change', check);
+  input.addEventListener('input', () => {
+    if (!error.hidden) check();
+  });
+}
+labelsInput.addEventListener('change', () => {
+  const file = labelsInput.files[0];
+  labelsInput.value = '';
+  if (file && labelsFor && labelsFor.phase === 'pending') setLabels(labelsFor, file);
+  labelsFor = null;
+});
 form.addEventListener('submit', (event) => {
   event.preventDefault();
   if (!busy) uploadAll();
