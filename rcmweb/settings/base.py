@@ -118,6 +118,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The tile views are plain Django views (no DRF cost per tile); rcmweb.schema documents them.
+    "ENUM_NAME_OVERRIDES": {
+        "MosaicStatusEnum": "annotations.models.Mosaic.Status",
+        "ModelVersionStatusEnum": "inference.models.ModelVersion.Status",
+    },
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "rcmweb.schema.add_tile_paths"],
 }
 
 # --- Celery -------------------------------------------------------------------------------
