@@ -162,7 +162,8 @@ def _checkpoint_dir(job: Job) -> Path:
 def fast_labels(model: Any, mosaic: Mosaic) -> np.ndarray:
     """``model``'s label map of ``mosaic``, uint8 ``(H, W)`` at working resolution, by fast-mode tiled inference."""
     image = read_raster(mosaic.folder / "working.png")
-    return predict_mosaic(model, image, mode="fast", keep_probabilities=False).labels
+    device = next(model.parameters()).device  # a candidate trained on a GPU is evaluated there
+    return predict_mosaic(model, image, mode="fast", keep_probabilities=False, device=device).labels
 
 
 def evaluate(model: Any, held_out: list[tuple[Mosaic, np.ndarray]], *, keep: set[int] = frozenset(),

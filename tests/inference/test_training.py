@@ -251,3 +251,27 @@ def test_a_round_stores_the_review_agreement_of_candidate_and_parent(reviewed, b
     assert (f"<th>held out</th><td>1</td><td>{held_pool['labelled_pixels']:,}</td>"
             f"<td>{held_pool['parent']['accuracy']:.3f}</td><td>{held_pool['candidate']['accuracy']:.3f}</td>") in page
     assert "trained on (optimistic)" in page and "2 of 2 submitted reviews compared" in page
+
+
+def test_fast_labels_predict_on_the_device_the_model_is_on(ready_mosaic, monkeypatch) -> None:
+    """A candidate trained on a GPU is evaluated there; a CPU model on the CPU (the device follows the weights)."""
+    import torch
+
+    from inference.services import training
+
+    mosaic = ready_mosaic(width=256, height=256, seed=3)
+    seen = {}
+
+    def fake_predict(model, image, **kwargs):  # noqa: ANN001, ANN003, ANN202 - records the call only
+        seen.update(kwargs)
+
+        class Result:
+            labels = np.zeros(image.shape, np.uint8)
+
+        return Result()
+
+    monkeypatch.setattr(training, "predict_mosaic", fake_predict)
+    model = torch.nn.Conv2d(1, 6, 1).to("meta")
+    training.fast_labels(model, mosaic)
+    assert seen["device"] == torch.device("meta")
+    assert seen["mode"] == "fast"
