@@ -1,6 +1,6 @@
 """The paper's Table 1 on synthetic data: MUNet and the four baselines trained alike, scored on held-out mosaics.
 
-Usage: ``python bench/table1.py [--threads 2] [--models munet,unet,segnet,fcn,deeplab] [--epochs 12 --steps 50]
+Usage: ``python bench/table1.py [--threads 2] [--models munet,unet,segnet,fcn,deeplab] [--epochs 15 --steps 50 --batch-size 8]
 [--width-scale 0.5] [--ce-weight 1.0]``
 
 Every model (the architectures of ``inference.ml.models`` with their default configs, except that the widths,
@@ -119,14 +119,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default bench/out)")
     parser.add_argument("--models", default=",".join(ARCHS))
-    parser.add_argument("--train-count", type=int, default=6)
+    parser.add_argument("--train-count", type=int, default=8)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--val-size", type=int, default=512)
     parser.add_argument("--test-count", type=int, default=2)
     parser.add_argument("--test-size", type=int, default=768)
     parser.add_argument("--patch", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width-scale", type=float, default=0.5, help="base_channels = default x this (min 4)")
