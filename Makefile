@@ -33,6 +33,7 @@ demo: setup
 	$(PY) manage.py load_demo
 
 run: demo
+	$(PY) manage.py repair_reviews
 	@echo "Starting the web server and a Celery worker (Ctrl-C stops both)."
 	@echo "Open http://127.0.0.1:$(PORT)/ and log in with one of the accounts above."
 	PORT=$(PORT) $(VENV)/bin/honcho start -f Procfile

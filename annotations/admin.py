@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from . import reviews
 from .models import AuditEvent, Edit, LabelClass, LabelLayer, Mosaic, Review
 
 
@@ -40,6 +43,14 @@ class ReviewAdmin(admin.ModelAdmin):
     list_filter = ["state"]
     readonly_fields = ["expert", "mosaic", "prediction", "layer", "confusion", "confusion_basis", "seen_regions",
                        "done_top", "redo_top", "submitted_at"]
+    actions = ["repair_rasters"]
+
+    @admin.action(description="Check the label rasters against their edits and rebuild those that differ")
+    def repair_rasters(self, request: HttpRequest, queryset: QuerySet[Review]) -> None:
+        rebuilt = [review.pk for review in queryset.select_related("layer") if
+                   reviews.review_repair(review=review, user=request.user)]
+        self.message_user(request, f"Checked {queryset.count()} review(s); rebuilt {len(rebuilt)} from their edits"
+                          + (f": {', '.join(map(str, rebuilt))}." if rebuilt else "."))
 
 
 @admin.register(Edit)
