@@ -20,7 +20,7 @@ from rcmweb.access import Role, get_for_user, has_role, is_admin
 
 # File types offered by the upload page's file picker (the server checks the content, this only filters).
 UPLOAD_ACCEPT = ".tif,.tiff,.png,.bmp,.jpg,.jpeg"
-# File types of expert label maps sent with an upload (as the label import takes).
+# File types of expert label maps, sent with an upload or imported in the viewer (as the label import takes).
 LABELS_ACCEPT = ",".join(LABEL_FILE_EXTENSIONS)
 
 
@@ -44,8 +44,13 @@ def mosaic_upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def viewer(request: HttpRequest, mosaic_id: int) -> HttpResponse:
+    """The mosaic viewer. Admins (who may import labels through the API) also get the label import form."""
     mosaic = get_for_user(mosaics_visible_to(request.user), mosaic_id)
-    return render(request, "frontend/viewer.html", {"mosaic": mosaic})
+    context: dict[str, object] = {"mosaic": mosaic, "can_import_labels": is_admin(request.user)}
+    if context["can_import_labels"]:
+        context.update(labels_accept=LABELS_ACCEPT, max_label_bytes=MAX_LABEL_FILE_BYTES,
+                       label_classes=list(label_classes()))
+    return render(request, "frontend/viewer.html", context)
 
 
 @login_required

@@ -7,6 +7,7 @@ import {ApiError, apiUrl, getJSON, uploadWithProgress} from './api.js';
 import {h, icon, replaceChildren} from './dom.js';
 import {JOB_KIND_LABELS, formatBytes, formatPx, percent} from './format.js';
 import {Poller} from './jobs.js';
+import {acceptedExtensions, extension, parseValueMapping, precheckLabelFile, showFieldError, stem} from './labelmaps.js';
 
 const form = document.getElementById('upload-form');
 const dropzone = document.getElementById('dropzone');
@@ -24,12 +25,10 @@ const summary = document.getElementById('queue-summary');
 
 const uploadUrl = form.dataset.apiUrl;
 const maxBytes = Number(form.dataset.maxBytes);
-const accepted = fileInput.accept.split(',').map((ext) => ext.trim().toLowerCase());
-const labelsAccepted = labelsInput.accept.split(',').map((ext) => ext.trim().toLowerCase());
+const accepted = acceptedExtensions(fileInput);
+const labelsAccepted = acceptedExtensions(labelsInput);
 const maxLabelBytes = Number(form.dataset.maxLabelBytes);
 const labelsSuffix = form.dataset.labelsSuffix;
-// Class values a mapping may send file values to (0–5 classes, 255 unlabelled).
-const CLASS_VALUES = new Set([0, 1, 2, 3, 4, 5, 255]);
 const umMin = Number(umInput.min);
 const umMax = Number(umInput.max);
 
@@ -38,16 +37,6 @@ const items = [];
 let nextId = 1;
 let busy = false;
 let labelsFor = null; // the item whose "Add labels" button opened the label file picker
-
-function stem(filename) {
-  const dot = filename.lastIndexOf('.');
-  return dot > 0 ? filename.slice(0, dot) : filename;
-}
-
-function extension(filename) {
-  const dot = filename.lastIndexOf('.');
-  return dot >= 0 ? filename.slice(dot).toLowerCase() : '';
-}
 
 /** Checks the browser can do before sending (the server checks the content again). */
 function precheck(file) {
@@ -63,14 +52,7 @@ function precheck(file) {
 
 /** Checks of a label map the browser can do before sending (the server reads and checks it again). */
 function precheckLabels(file) {
-  if (!labelsAccepted.includes(extension(file.name))) {
-    return `Label maps must be ${labelsAccepted.join(', ')}; ${file.name} is not.`;
-  }
-  if (file.size === 0) return `The label map ${file.name} is empty.`;
-  if (file.size > maxLabelBytes) {
-    return `The label map is ${formatBytes(file.size)}; the limit is ${formatBytes(maxLabelBytes)}.`;
-  }
-  return null;
+  return precheckLabelFile(file, {accepted: labelsAccepted, maxBytes: maxLabelBytes});
 }
 
 /** `lesion_labels.png` → `lesion` (the mosaic it goes with); null for other names. */
@@ -307,41 +289,14 @@ function readUmPerPx() {
 }
 
 /**
- * The mapping field: empty (label values are the classes) or `file value=class` pairs ("1=2, 2=3, 0=255"; `:` works
- * too, as does a JSON object). Returns [ok, mapping or null]; only checked when a label map is queued.
+ * The mapping field: empty (label values are the classes) or `file value=class` pairs (labelmaps.js has the syntax).
+ * Returns [ok, mapping or null]; only checked when a label map is queued.
  */
 function readMapping() {
-  const raw = mappingInput.value.trim();
-  let message = '';
-  let mapping = null;
   const needed = items.some((item) => item.phase === 'pending' && item.labels);
-  if (raw !== '' && needed) {
-    const example = 'Write file value=class pairs, e.g. 1=2, 2=3, 0=255 (classes 0–5, 255 unlabelled), '
-      + 'or leave the field empty when the label values are the classes.';
-    let pairs = null;
-    if (raw.startsWith('{')) {
-      try {
-        const parsed = JSON.parse(raw);
-        pairs = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? Object.entries(parsed) : null;
-      } catch {
-        pairs = null;
-      }
-    } else {
-      pairs = raw.split(/[,;\s]+/).filter(Boolean).map((pair) => pair.split(/[=:]/));
-    }
-    const integer = (value) => /^\d+$/.test(String(value).trim());
-    if (!pairs || !pairs.length || pairs.some((pair) => pair.length !== 2 || !integer(pair[0]) || !integer(pair[1]))) {
-      message = `The mapping “${raw}” cannot be read. ${example}`;
-    } else {
-      mapping = Object.fromEntries(pairs.map(([from, to]) => [String(Number(from)), Number(to)]));
-      const wrong = Object.values(mapping).filter((to) => !CLASS_VALUES.has(to));
-      if (wrong.length) message = `The mapping sends values to ${wrong.join(', ')}; classes are 0–5, and 255 is unlabelled.`;
-    }
-  }
-  mappingError.hidden = !message;
-  mappingError.textContent = message;
-  mappingInput.setAttribute('aria-invalid', message ? 'true' : 'false');
-  return [!message, message ? null : mapping];
+  const {mapping, message} = needed ? parseValueMapping(mappingInput.value) : {mapping: null, message: ''};
+  showFieldError(mappingInput, mappingError, message);
+  return [!message, mapping];
 }
 
 function settle(item, mosaic) {
