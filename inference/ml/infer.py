@@ -10,22 +10,28 @@ probability maps and takes the arg-max. :func:`predict_mosaic` does exactly that
 * **Clamped windows (fast mode).** No padding beyond what makes the mosaic at least one window and a multiple of
   the coarsest level's scale; starts every ``stride`` from 0, the last one moved back to end at the border (as MONAI's
   ``sliding_window_inference`` places them). Border pixels get fewer windows, but no window is spent on padding.
-* **Constant weighting.** Every window adds its softmax probabilities with weight 1; the mean is the sum divided by
-  the number of windows covering the pixel (the count is separable, rows × columns, so no count map is held).
-* **Bounded memory.** Windows are run one row of windows at a time; a band buffer ``float32 [K, window, W_pad]``
-  holds the sums of the rows still open, and the ``stride`` rows that no later window touches are finalised (mean,
-  arg-max, top-2) and written to the outputs. Peak memory is the outputs (``float16`` probabilities ``[K, H, W]``,
+* **Constant weighting (paper mode).** Every window adds its softmax probabilities with weight 1; the mean is the
+  sum divided by the number of windows covering the pixel (the count is separable, rows × columns, so no count map
+  is held).
+* **Cosine weighting (fast mode).** Every window's probabilities are weighted by ``sin²`` of the position along
+  each side (1 in the middle, ~0 at the edges, where the zero padding inside the network degrades predictions);
+  the weighted mean divides by the sum of the weights, separable like the count.
+* **Bounded memory.** Windows are taken in row-major order, batched across rows of windows; a band buffer
+  ``float32 [K, window, W_pad]`` holds the sums of the row of windows still open, and once its last window is
+  added the ``stride`` rows that no later window touches are finalised (mean, arg-max, top-2) and written to the
+  outputs. Peak memory is the outputs (``float16`` probabilities ``[K, H, W]``,
   ~430 MB for 6000 × 6000, optional) plus a few band buffers (~40 MB each at 6000 px wide) plus the model's
   activations for one batch; a 6000 × 6000 mosaic stays well under 4 GB.
 * **Levels.** A multi-level model (MUNet) also yields coarser maps; each level ``m`` is averaged the same way at its
   own resolution (stride and window divided by ``2**m``) and returned as a label map of ``ceil(H / 2**m) ×
   ceil(W / 2**m)`` pixels (not upsampled). ``levels[0]`` is ``labels``.
 
-Modes: ``"paper"`` = 256 px windows, 75 % overlap, even coverage (16 windows per pixel). ``"fast"`` = 512 px
-windows, 50 % overlap, clamped windows, channels-last input (up to 4 windows per pixel, each with 4× the area: ~4×
-less convolution work than paper mode on a large mosaic, less on a small one); meant for the app, with a model
-prepared by :func:`optimise_for_cpu`. ``bench/speed.py`` measures both and their agreement. ``window`` and
-``overlap`` given explicitly override the mode's values.
+Modes: ``"paper"`` = 256 px windows, 75 % overlap, even coverage, constant weighting (16 windows per pixel).
+``"fast"`` = 512 px windows, 50 % overlap, clamped windows, cosine weighting, channels-last input (up to 4 windows
+per pixel, each with 4× the area: ~4× less convolution work than paper mode on a large mosaic, less on a small
+one); meant for the app, with a model prepared by :func:`optimise_for_cpu`. ``bench/speed.py`` measures both and
+their agreement, with either weighting in fast mode (cosine agrees better with paper mode than constant: see the
+README). ``window``, ``overlap`` and ``blend`` given explicitly override the mode's values.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ from torch import nn
 from inference.ml.metrics import SegmentationReport, confusion_matrix
 
 Mode = Literal["paper", "fast"]
+Blend = Literal["constant", "cosine"]
+BLENDS: tuple[str, ...] = ("constant", "cosine")
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 ProgressFn = Callable[[float, str], None]
 
 # Paper, section 3: 256 px sliding window with 75 % overlap.
@@ -52,6 +62,7 @@ PAPER_OVERLAP = 0.75
 # inside the network degrades predictions) are a quarter of the area; 50 % overlap still averages 4 windows per pixel.
 FAST_WINDOW = 512
 FAST_OVERLAP = 0.5
+FAST_BLEND: Blend = "cosine"
 # Largest window accepted: a 2048² window of the default MUNet needs ~2.5 GB of activations per image on CPU.
 MAX_WINDOW = 2048
 # Overlap must leave a stride of at least one pixel and be non-negative; 0.9375 (stride = window / 16) is already
@@ -87,10 +98,30 @@ class MosaicPrediction:
     mode: str
     windows: int  # number of windows run
     num_classes: int
+    blend: str = "constant"
 
 
-def _covering_counts(length: int, window: int, starts: list[int]) -> np.ndarray:
-    """``float32 [length]``: how many of the windows starting at ``starts`` cover each position."""
+def _blend_profile(window: int, blend: Blend) -> np.ndarray | None:
+    """``float32 [window]`` weight of each position along a window's side, or ``None`` for constant weighting.
+
+    cosine: ``sin²(π (t + ½) / window)`` (a Hann window sampled at pixel centres), 1 in the middle and ~0 at the
+    edges; with 50 % overlap two neighbours' weights sum to exactly 1. The 2-D weight is the outer product of the
+    profile with itself.
+    """
+    if blend == "constant":
+        return None
+    t = (np.arange(window, dtype=np.float64) + 0.5) / window
+    return np.sin(np.pi * t).astype(np.float32) ** 2
+
+
+def _covering_counts(length: int, window: int, starts: list[int], profile: np.ndarray | None = None) -> np.ndarray:
+    """``float32 [length]``: how many of the windows starting at ``starts`` cover each position (with ``profile``:
+    the sum of their weights there)."""
+    if profile is not None:
+        total = np.zeros(length, np.float64)
+        for s in starts:
+            total[s : s + window] += profile
+        return total.astype(np.float32)
     diff = np.zeros(length + 1, np.float32)
     for s in starts:
         diff[s] += 1
@@ -153,22 +184,30 @@ class _LevelBand:
     """Running sums of one level's probabilities over the rows of windows still open (see the module docstring)."""
 
     def __init__(self, k: int, window: int, padded_w: int, col_counts: np.ndarray, row_counts: np.ndarray,
-                 device: torch.device) -> None:
+                 device: torch.device, profile: np.ndarray | None = None) -> None:
         self.window = window
         self.sums = torch.zeros((k, window, padded_w), dtype=torch.float32, device=device)
         self.col_counts = torch.from_numpy(col_counts).to(device)
         self.row_counts = torch.from_numpy(row_counts).to(device)
+        # [window, window] blending weight (outer product of the profile), None for constant weighting
+        self.weight = None if profile is None else torch.from_numpy(np.outer(profile, profile)).to(device)
         self.top = 0  # padded row held in sums[:, 0]
 
     def add(self, probs: torch.Tensor, x0: int) -> None:
         """probs ``[K, window, window]`` of a window of the current row (its top is ``self.top``) at padded column
         ``x0``."""
-        self.sums[:, :, x0 : x0 + self.window] += probs
+        target = self.sums[:, :, x0 : x0 + self.window]
+        if self.weight is None:
+            target += probs
+        else:
+            target.addcmul_(probs, self.weight)
 
     def pop(self, rows: int) -> tuple[int, torch.Tensor]:
         """Finalise the first ``rows`` rows: returns (their first padded row, mean probabilities ``[K, rows, W_pad]``)."""
         counts = self.row_counts[self.top : self.top + rows, None] * self.col_counts[None, :]
-        mean = self.sums[:, :rows] / counts.clamp_min(1.0)
+        # every padded pixel is covered by a window; the floor only guards the division (weights can be ~1e-10
+        # at a corner covered by a single window's corner)
+        mean = self.sums[:, :rows] / counts.clamp_min(torch.finfo(torch.float32).tiny)
         top = self.top
         if rows < self.window:
             self.sums = torch.cat([self.sums[:, rows:], torch.zeros_like(self.sums[:, :rows])], dim=1)
@@ -187,6 +226,7 @@ def predict_mosaic(
     progress: ProgressFn | None = None,
     device: str | torch.device = "cpu",
     keep_probabilities: bool = True,
+    blend: Blend | None = None,
 ) -> MosaicPrediction:
     """Segment a whole mosaic with overlapping windows and return labels, probabilities and uncertainty.
 
@@ -196,9 +236,14 @@ def predict_mosaic(
     image: uint8 ``(H, W)`` working-resolution mosaic. window/overlap: default from ``mode`` (see module docstring).
     batch_size: windows per forward pass, counted in 256² windows (a 512² window counts 4).
     progress: called as ``progress(fraction, message)`` after every batch and with ``1.0`` at the end.
+    blend: how overlapping windows are weighted, ``"constant"`` (the paper's mean) or ``"cosine"``; default from
+    ``mode`` (paper: constant, fast: ``FAST_BLEND``).
     """
     image = _check_image(image)
     window, overlap, stride = _resolve_geometry(model, mode, window, overlap)
+    blend = blend if blend is not None else ("constant" if mode == "paper" else FAST_BLEND)
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be in [1, {MAX_BATCH_SIZE}], got {batch_size}")
     # batch_size counts paper-size (256²) windows: larger windows go fewer at a time, so a batch holds about the
@@ -255,49 +300,55 @@ def predict_mosaic(
 
     was_training = model.training
     model.eval()
-    total = len(row_starts) * len(col_starts)
-    done = 0
+    # Windows in row-major order, batched across rows of windows: every batch is full but the last. A row's
+    # finished part of the band is finalised as soon as its last window is added, before the next row's first.
+    order = [(i, x0) for i in range(len(row_starts)) for x0 in col_starts]
+    total = len(order)
     try:
         with torch.inference_mode():
-            for i, y0 in enumerate(row_starts):
-                strip = padded[y0 : y0 + window]
-                for j0 in range(0, len(col_starts), per_batch):
-                    xs = col_starts[j0 : j0 + per_batch]
-                    batch = np.stack([strip[:, x0 : x0 + window] for x0 in xs])
-                    x = torch.from_numpy(batch).to(device=device).unsqueeze(1).to(dtype).div_(255.0)
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    outputs = model(x)
-                    if len(outputs) != levels:
-                        raise ValueError(f"model returned {len(outputs)} levels, its num_levels says {levels}")
-                    if k is None:
-                        k = int(outputs[0].shape[1])
-                        for m in range(levels):
-                            s = 2**m
-                            bands.append(_LevelBand(
-                                k, window // s, padded_w // s,
-                                _covering_counts(padded_w // s, window // s, [c // s for c in col_starts]),
-                                _covering_counts(padded_h // s, window // s, [r // s for r in row_starts]),
-                                device,
-                            ))
-                        if keep_probabilities:
-                            probabilities = np.zeros((k, h, w), np.float16)
-                    for m, logits in enumerate(outputs):
+            for b0 in range(0, total, per_batch):
+                chunk = order[b0 : b0 + per_batch]
+                batch = np.stack([padded[row_starts[i] : row_starts[i] + window, x0 : x0 + window] for i, x0 in chunk])
+                x = torch.from_numpy(batch).to(device=device).unsqueeze(1).float().div_(255.0).to(dtype)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                outputs = model(x)
+                if len(outputs) != levels:
+                    raise ValueError(f"model returned {len(outputs)} levels, its num_levels says {levels}")
+                if k is None:
+                    k = int(outputs[0].shape[1])
+                    for m in range(levels):
                         s = 2**m
-                        expected = (len(xs), k, window // s, window // s)
-                        if tuple(logits.shape) != expected:
-                            raise ValueError(f"level {m} logits have shape {tuple(logits.shape)}, expected {expected}")
-                        probs = torch.softmax(logits.float(), dim=1)
-                        for b, x0 in enumerate(xs):
-                            bands[m].add(probs[b], x0 // s)
-                    done += len(xs)
-                    if progress is not None:
-                        progress(done / total, f"window {done}/{total}")
-                # Rows above the next row of windows are final; after the last row, everything left is.
-                for m in range(levels):
+                        profile = _blend_profile(window // s, blend)
+                        bands.append(_LevelBand(
+                            k, window // s, padded_w // s,
+                            _covering_counts(padded_w // s, window // s, [c // s for c in col_starts], profile),
+                            _covering_counts(padded_h // s, window // s, [r // s for r in row_starts], profile),
+                            device, profile,
+                        ))
+                    if keep_probabilities:
+                        probabilities = np.zeros((k, h, w), np.float16)
+                probs = []
+                for m, logits in enumerate(outputs):
                     s = 2**m
-                    rows = (row_starts[i + 1] - y0) // s if i + 1 < len(row_starts) else window // s
-                    finalise(m, rows)
+                    expected = (len(chunk), k, window // s, window // s)
+                    if tuple(logits.shape) != expected:
+                        raise ValueError(f"level {m} logits have shape {tuple(logits.shape)}, expected {expected}")
+                    probs.append(torch.softmax(logits.float(), dim=1))
+                for b, (i, x0) in enumerate(chunk):
+                    for m in range(levels):
+                        bands[m].add(probs[m][b], x0 // 2**m)
+                    if x0 != col_starts[-1]:
+                        continue
+                    # Last window of row i: rows above the next row of windows are final; after the last row,
+                    # everything left is.
+                    for m in range(levels):
+                        s = 2**m
+                        rows = (row_starts[i + 1] - row_starts[i]) // s if i + 1 < len(row_starts) else window // s
+                        finalise(m, rows)
+                done = b0 + len(chunk)
+                if progress is not None:
+                    progress(done / total, f"window {done}/{total}")
     finally:
         model.train(was_training)
     if progress is not None:
@@ -314,6 +365,7 @@ def predict_mosaic(
         mode=mode,
         windows=total,
         num_classes=int(k) if k is not None else 0,
+        blend=blend,
     )
 
 
@@ -363,19 +415,63 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def optimise_for_cpu(model: nn.Module) -> nn.Module:
+class ReducedPrecisionModel(nn.Module):
+    """A copy of ``model`` with its weights in ``dtype`` (bfloat16): inputs are cast to ``dtype`` and the logits
+    returned are float32 (the model contract).
+
+    Every layer runs in bfloat16 (oneDNN's AVX-512 BF16 kernels for the convolutions where the CPU has them), which
+    halves the memory traffic of the activations too; faster than autocast, which keeps casting weights and
+    activations back and forth (``bench/speed.py`` reports its agreement with float32). Same
+    ``required_multiple``, ``num_levels`` and ``config`` as ``model``.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).to(dtype)
+        self.dtype = dtype
+        for name in ("required_multiple", "num_levels", "config"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [o.float() for o in self.model(x.to(self.dtype))]
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX); without, oneDNN emulates them
+    and bfloat16 is slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def optimise_for_cpu(model: nn.Module, *, precision: Precision = "float32") -> nn.Module:
     """Return an inference-only copy of ``model`` that runs faster on CPU (the original is left untouched).
 
     The copy is in eval mode, without gradients, with every BatchNorm folded into the convolution before it and its
     weights in channels-last memory format, so oneDNN runs the convolutions on NHWC activations without reordering
     them to and from its blocked layout around every layer (``bench/speed.py`` measures the gain). Same contract and
-    attributes as ``model``; the labels agree with the original's to floating-point rounding.
+    attributes as ``model``; in float32 the labels agree with the original's to floating-point rounding.
+
+    precision: ``"bfloat16"`` makes it a :class:`ReducedPrecisionModel` (every layer in bfloat16; worth it only where
+    :func:`cpu_has_native_bfloat16`; ``bench/speed.py`` reports its speed and agreement with float32).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     fast = copy.deepcopy(model).eval()
     for p in fast.parameters():
         p.requires_grad_(False)
     fold_batchnorm(fast)
-    return fast.to(memory_format=torch.channels_last)
+    fast = fast.to(memory_format=torch.channels_last)
+    if precision == "bfloat16":
+        return ReducedPrecisionModel(fast, torch.bfloat16).eval()
+    return fast
 
 
-__all__ = ["MosaicPrediction", "evaluate_model", "fold_batchnorm", "optimise_for_cpu", "predict_mosaic"]
+__all__ = [
+    "MosaicPrediction",
+    "ReducedPrecisionModel",
+    "cpu_has_native_bfloat16",
+    "evaluate_model",
+    "fold_batchnorm",
+    "optimise_for_cpu",
+    "predict_mosaic",
+]

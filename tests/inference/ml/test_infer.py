@@ -6,7 +6,7 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 from torch import nn
 
-from inference.ml.infer import evaluate_model, fold_batchnorm, optimise_for_cpu, predict_mosaic
+from inference.ml.infer import _blend_profile, evaluate_model, fold_batchnorm, optimise_for_cpu, predict_mosaic
 from inference.ml.metrics import confusion_matrix
 
 K = 6
@@ -96,10 +96,45 @@ def test_mean_probabilities_of_a_context_free_model_equal_its_whole_image_output
     padded = np.pad(image, ((0, 0), (0, 0)))
     with torch.inference_mode():
         whole = torch.softmax(model(torch.from_numpy(padded).float().div(255)[None, None])[0], 1)[0].numpy()
-    for mode, window, overlap in (("paper", 64, 0.75), ("fast", 32, 0.5), ("paper", 48, 0.6)):
-        out = predict_mosaic(model, image, window=window, overlap=overlap, mode=mode)
+    for mode, window, overlap, blend in (("paper", 64, 0.75, "constant"), ("fast", 32, 0.5, "constant"),
+                                         ("paper", 48, 0.6, "constant"), ("fast", 32, 0.5, "cosine"),
+                                         ("paper", 48, 0.6, "cosine"), ("fast", 64, 0.75, "cosine")):
+        out = predict_mosaic(model, image, window=window, overlap=overlap, mode=mode, blend=blend)
+        assert out.blend == blend
         np.testing.assert_allclose(out.probabilities.astype(np.float32), whole, atol=2e-3)
         np.testing.assert_array_equal(out.labels, whole.argmax(0))
+
+
+def test_cosine_profile_is_symmetric_and_neighbours_at_half_overlap_sum_to_one():
+    profile = _blend_profile(64, "cosine")
+    assert profile.shape == (64,) and profile.min() > 0 and profile.max() <= 1
+    np.testing.assert_allclose(profile, profile[::-1], atol=1e-6)
+    np.testing.assert_allclose(profile[32:] + profile[:32], 1.0, atol=1e-6)
+    assert _blend_profile(64, "constant") is None
+
+
+def test_cosine_blend_favours_the_window_whose_centre_is_nearest():
+    # A model whose prediction depends on where the pixel sits in the window: class 0 (confidently) within 4 px of
+    # the window's left edge, class 1 (barely) elsewhere. With constant weighting the edge windows' votes count as much as the others;
+    # with cosine weighting a pixel also covered near the centre of another window takes that window's class.
+    class EdgeModel(nn.Module):
+        required_multiple = 4
+        num_levels = 1
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            logits = torch.zeros(x.shape[0], 2, *x.shape[2:])
+            logits[:, 0, :, :4] = 8.0
+            logits[:, 1, :, 4:] = 0.5
+            return [logits]
+
+    image = np.zeros((32, 96), np.uint8)
+    constant = predict_mosaic(EdgeModel(), image, window=32, overlap=0.75, mode="fast", blend="constant")
+    cosine = predict_mosaic(EdgeModel(), image, window=32, overlap=0.75, mode="fast", blend="cosine")
+    # windows start every 8 columns: with constant weighting a column in the first 4 of one window and in the
+    # middle of 3 others gets class 0 (mean p0 = (1 + 3 * 0.38) / 4), with cosine weighting the edge vote is
+    # weighted down (at most 0.11 against 0.8 to 1) and every column takes class 1
+    assert (cosine.labels[:, 8:88] == 1).all()
+    assert (constant.labels[:, 8:88] == 0).any()
 
 
 def test_coarser_levels_are_averaged_at_their_own_resolution():
@@ -145,10 +180,11 @@ def test_mosaic_smaller_than_the_window_is_padded_and_fully_labelled():
 
 def test_progress_is_reported_increasing_up_to_one():
     calls: list[tuple[float, str]] = []
-    predict_mosaic(TinyModel().eval(), _blocky_image(64, 64), window=32, overlap=0.5, batch_size=3,
+    # batch_size counts 256² windows: 3 windows a batch here, batched across rows of windows (8 × 8 windows)
+    predict_mosaic(TinyModel().eval(), _blocky_image(300, 300), window=256, overlap=0.75, batch_size=3,
                    progress=lambda f, msg: calls.append((f, msg)))
     fractions = [f for f, _ in calls]
-    assert len(calls) > 3
+    assert len(calls) == 22 + 1 and calls[0] == (3 / 64, "window 3/64")
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0
 
@@ -176,6 +212,7 @@ def test_model_training_mode_is_restored():
         (np.zeros((8, 8), np.uint8), {"window": 30}, "multiple of the model's required_multiple"),
         (np.zeros((8, 8), np.uint8), {"overlap": 1.0}, "overlap must be in"),
         (np.zeros((8, 8), np.uint8), {"mode": "turbo"}, "mode must be"),
+        (np.zeros((8, 8), np.uint8), {"blend": "gaussian"}, "blend must be one of constant, cosine"),
     ],
 )
 def test_invalid_arguments_are_rejected_with_what_is_allowed(image, kwargs, match):
@@ -239,3 +276,23 @@ def test_optimise_for_cpu_keeps_munet_labels_and_contract():
     assert (reference.labels == optimised.labels).mean() >= 0.995
     np.testing.assert_allclose(optimised.probabilities.astype(np.float32),
                                reference.probabilities.astype(np.float32), atol=2e-3)
+
+
+def test_bfloat16_copy_keeps_the_contract_and_the_labels_and_leaves_the_original_alone():
+    model = TinyModel(batchnorm=True).eval()
+    image = _blob_image(96, 80, seed=11)
+    low = optimise_for_cpu(model, precision="bfloat16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in low.parameters())
+    assert low.required_multiple == model.required_multiple and low.num_levels == model.num_levels
+    with torch.inference_mode():
+        outputs = low(torch.rand(2, 1, 32, 32))
+    assert [o.dtype for o in outputs] == [torch.float32] * 3
+    assert [tuple(o.shape) for o in outputs] == [(2, K, 32, 32), (2, K, 16, 16), (2, K, 8, 8)]
+    reference = predict_mosaic(model, image, window=32).labels
+    assert (predict_mosaic(low, image, window=32).labels == reference).mean() >= 0.99
+
+
+def test_unknown_precision_is_rejected():
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        optimise_for_cpu(TinyModel(), precision="float16")
