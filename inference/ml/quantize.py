@@ -1,12 +1,14 @@
 """Int8 inference on CPU: static post-training quantization of a segmentation model (torchao PT2E + inductor).
 
-The fastest CPU path measured by ``bench/speed.py`` on this project's machines (AVX2, no AVX-512/VNNI/bf16): the
-convolutions run in int8 (weights per channel, activations per tensor, calibrated on real windows), compiled by
-``torch.compile`` with freezing. The price: ``torchao`` and a C++ compiler at run time, ~1 minute of quantization and
-compilation per process, and one fixed input shape (``window``² windows, ``batch`` at a time; smaller batches are
-padded). Labels agree with the float model on ~99.6 % of pixels (``bench/speed.py`` reports the figure).
+The fastest path at 256² windows measured by ``bench/speed.py`` (README): the convolutions run in int8 (weights per
+channel, activations per tensor, calibrated on real windows), compiled by ``torch.compile`` with freezing. The price:
+``torchao`` and a C++ compiler at run time, quantization and compilation once per process and window size, and one
+fixed input shape (``window``² windows, ``batch`` at a time; smaller batches are padded). Labels agree with the float
+model on ~99.6 % of the pixels of 256² windows; at fast mode's 512² windows it is no faster than bfloat16 and agrees
+less with paper mode (``bench/speed.py`` reports both).
 
-``optimise_for_cpu`` (float32, no compiler, no warm-up) remains the default path; this one is opt-in.
+``optimise_for_cpu`` (float32 or bfloat16, no compiler, no warm-up) is the default path of prediction jobs; this one
+is opt-in (``RCMWEB_PREDICT_PRECISION=int8``).
 """
 
 from __future__ import annotations
