@@ -181,8 +181,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 RCMWEB_PREDICT_MODE = os.environ.get("RCMWEB_PREDICT_MODE", "fast")
 # Number format of prediction jobs on CPU (inference/services/predictions.py): "auto" (bfloat16 where the CPU has
 # native bfloat16 convolutions, else float32), "float32", "bfloat16", or "int8" (torchao static quantization compiled
-# by inductor: fastest, but needs a C++ compiler and costs a warm-up per worker process and window size; falls back
-# to the float path if it cannot be built).
+# by inductor: fastest in paper mode, no faster than bfloat16 in fast mode; needs a C++ compiler and costs a warm-up
+# per worker process and window size; falls back to the float path if it cannot be built).
 RCMWEB_PREDICT_PRECISION = os.environ.get("RCMWEB_PREDICT_PRECISION", "auto")
 # A running job whose heartbeat is older than this (s) lost its worker and is queued again.
 RCMWEB_JOB_STALE_AFTER_S = float(os.environ.get("RCMWEB_JOB_STALE_AFTER_S", "60"))
