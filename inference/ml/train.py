@@ -14,10 +14,12 @@ Checkpoints (when ``checkpoint_dir`` is set), written at the end of every epoch,
 
 * ``last.safetensors``: the weights with their model config and metadata (epoch, train config, class weights,
   betas, validation metrics, history) via ``inference.ml.weights.save_model``;
-* ``last_state.pt``: optimizer and scheduler state, epoch, best score and history: plain tensors, numbers,
-  strings, lists and dicts only, read back with ``torch.load(weights_only=True)``;
 * ``best.safetensors``: a copy of ``last.safetensors`` from the epoch with the best score (validation mean Dice;
-  minus the training loss when there is no validation data).
+  minus the training loss when there is no validation data);
+* ``last_state.pt``, written last: the weights again, with the optimizer and scheduler state, epoch, best score and
+  history: plain tensors, numbers, strings, lists and dicts only, read back with ``torch.load(weights_only=True)``.
+  It is the one file a resume reads, so a process killed between two of these writes resumes from a consistent
+  epoch (the previous one when this file was not yet replaced).
 
 ``train(..., resume=True)`` continues from ``last_*`` when they were written with the same model config, training
 config and data (else it raises and says why); ``resume=False`` starts afresh and overwrites them.
@@ -363,13 +365,16 @@ def train(
                     f"checkpoint in {ckpt} was written by another run (differs in {', '.join(diff)}); "
                     "use another checkpoint_dir or resume=False to start afresh"
                 )
-            loaded = load_model(last_path, device=device)
-            if loaded.metadata.get("epoch") != state["epoch"]:
-                raise CheckpointMismatch(
-                    f"{last_path} is from epoch {loaded.metadata.get('epoch')} but {LAST_STATE} from epoch "
-                    f"{state['epoch']} (interrupted while writing); use resume=False to start afresh"
-                )
-            model.load_state_dict(loaded.model.state_dict())
+            if "model" in state:  # the weights of the state's own epoch
+                model.load_state_dict(state["model"])
+            else:  # a checkpoint from before the state held the weights: last.safetensors must be the same epoch
+                loaded = load_model(last_path, device=device)
+                if loaded.metadata.get("epoch") != state["epoch"]:
+                    raise CheckpointMismatch(
+                        f"{last_path} is from epoch {loaded.metadata.get('epoch')} but {LAST_STATE} from epoch "
+                        f"{state['epoch']} (interrupted while writing); use resume=False to start afresh"
+                    )
+                model.load_state_dict(loaded.model.state_dict())
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             history = json.loads(state["history"])
@@ -444,19 +449,21 @@ def train(
                     "history": history,
                 }
                 _atomic_save_model(last_path, model, metadata)
+                if improved:
+                    tmp = best_path.with_name(best_path.name + ".tmp")
+                    shutil.copyfile(last_path, tmp)
+                    os.replace(tmp, best_path)
+                # Last: the file a resume reads. Until it is replaced, a resume starts from the previous epoch.
                 _atomic_torch_save({
                     "identity": json.dumps(identity),
                     "epoch": epoch,
+                    "model": _cpu_state(model),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "history": json.dumps(history),
                     "best_score": best_score,
                     "best_epoch": best_epoch,
                 }, ckpt / LAST_STATE)
-                if improved:
-                    tmp = best_path.with_name(best_path.name + ".tmp")
-                    shutil.copyfile(last_path, tmp)
-                    os.replace(tmp, best_path)
             if progress is not None:
                 progress(epoch * steps / total_steps, f"epoch {epoch}/{config.epochs} done, loss {train_loss:.4f}", {
                     "event": "epoch", "epoch": epoch, "epochs": config.epochs, "step": steps, "steps": steps,

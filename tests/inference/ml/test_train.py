@@ -64,6 +64,32 @@ def test_resumed_run_continues_at_the_next_epoch_and_matches_an_uninterrupted_ru
     assert resumed.history[-1]["train_loss"] == uninterrupted.history[-1]["train_loss"]
 
 
+def test_a_kill_between_the_checkpoint_writes_resumes_from_the_previous_epoch(pairs, tmp_path, monkeypatch):
+    """Killed after epoch 2's weights were written but before its state: the resume redoes epoch 2 and the run
+    ends as an uninterrupted one does (the state file is the commit point)."""
+    from inference.ml import train as train_module
+
+    train_pairs, val_pairs = pairs
+    config = _config(tmp_path / "a", epochs=3, restore_best=False)
+    real_save = train_module._atomic_torch_save
+
+    def killed_at_epoch_2(obj, path):  # noqa: ANN001, ANN202
+        if obj["epoch"] == 2:
+            raise Stop
+        real_save(obj, path)
+
+    monkeypatch.setattr(train_module, "_atomic_torch_save", killed_at_epoch_2)
+    with pytest.raises(Stop):
+        train(TINY, train_pairs, val_pairs, config)
+    assert load_model(tmp_path / "a" / "last.safetensors").metadata["epoch"] == 2  # weights ahead of the state
+    monkeypatch.setattr(train_module, "_atomic_torch_save", real_save)
+    epochs_seen: list[int] = []
+    resumed = train(TINY, train_pairs, val_pairs, config, progress=lambda f, m, i: epochs_seen.append(i["epoch"]))
+    uninterrupted = train(TINY, train_pairs, val_pairs, _config(tmp_path / "b", epochs=3, restore_best=False))
+    assert set(epochs_seen) == {2, 3}
+    assert _same_weights(resumed.model, uninterrupted.model)
+
+
 def test_same_seed_gives_the_same_model_and_another_seed_does_not(pairs):
     train_pairs, _ = pairs
     a = train(TINY, train_pairs, [], _config(epochs=1))
