@@ -885,7 +885,8 @@ function renderComparison() {
     version.parent ? [' fine-tuned from ', h('strong', {}, version.parent_name || 'its parent'), ' ',
       versionTag(version.parent), parentVersion ? ` (${(STATUS_LABELS[parentVersion.status] || '').toLowerCase()})`
         : ''] : '',
-    held ? ` · scored on ${plural((held.mosaics || []).length, 'held-out mosaic')}` +
+    held ? ((held.mosaics || []).length ? ` · scored on ${plural(held.mosaics.length, 'held-out mosaic')}`
+      : ' · scored on held-out data recorded with its weights') +
       (isNum(held.labelled_pixels) ? `, ${formatInt(held.labelled_pixels)} labelled pixels` : '') : '');
 
   const parts = [];
