@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from .ml.finetune import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_STEPS_PER_EPOCH
 from .models import Job, ModelVersion, Prediction
 
 
@@ -48,7 +49,7 @@ class PredictionSerializer(serializers.ModelSerializer):
 class FinetuneSerializer(serializers.Serializer):
     labels = serializers.ChoiceField(choices=["imported", "reviews", "all"], default="all",
                                      help_text="Which expert labels to train on. Held-out mosaics are never used.")
-    epochs = serializers.IntegerField(default=3, min_value=1, max_value=200)
-    lr = serializers.FloatField(default=1e-4, min_value=1e-6, max_value=1e-1)
-    steps_per_epoch = serializers.IntegerField(default=40, min_value=1, max_value=100_000)
+    epochs = serializers.IntegerField(default=DEFAULT_EPOCHS, min_value=1, max_value=200)
+    lr = serializers.FloatField(default=DEFAULT_LR, min_value=1e-6, max_value=1e-1)
+    steps_per_epoch = serializers.IntegerField(default=DEFAULT_STEPS_PER_EPOCH, min_value=1, max_value=100_000)
     seed = serializers.IntegerField(default=0, min_value=0)

@@ -29,9 +29,17 @@ from annotations.rasters import read_raster
 from annotations.services import audit_record
 
 from ..ml.classes import NUM_CLASSES, UNLABELLED
+from ..ml.finetune import (
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    DEFAULT_STEPS_PER_EPOCH,
+    finetune_config,
+    finetune_patch,
+    validation_count,
+)
 from ..ml.infer import predict_mosaic
 from ..ml.metrics import SegmentationReport, confusion_matrix
-from ..ml.train import TrainConfig, train
+from ..ml.train import train
 from ..ml.weights import load_model, save_model
 from ..models import Job, ModelVersion, Prediction
 from .jobs import JobCancelled, ProgressReporter, job_create, job_enqueue
@@ -40,20 +48,11 @@ from .models import _sha256
 logger = logging.getLogger(__name__)
 
 LABEL_SOURCES = ("imported", "reviews", "all")
-# Defaults sized for a 2-core machine: a round of fine-tuning in minutes, not hours (see bench/finetune_loop.py).
-DEFAULT_EPOCHS = 3
-DEFAULT_LR = 1e-4  # a tenth of the from-scratch rate: fine-tuning nudges, it does not relearn
-DEFAULT_STEPS_PER_EPOCH = 40
+# The round's defaults (epochs, lr, steps per epoch, loss), its training patch and its validation split live in
+# inference.ml.finetune, shared with bench/loop.py, which measures them.
 # Bounds an admin may choose within: beyond them a round would take days on CPU or the step would diverge.
 MAX_EPOCHS = 200
 LR_RANGE = (1e-6, 1e-1)
-# Training patches: the paper's 256 px, smaller (a multiple of 16, MUNet's stride product) only for mosaics
-# smaller than that; below 64 px a patch holds too little context to learn patterns from.
-DEFAULT_PATCH = 256
-PATCH_MULTIPLE = 16
-MIN_PATCH = 64
-# Share of the training mosaics kept aside to pick the best epoch (never the held-out ones).
-VALIDATION_SHARE = 0.2
 # After a round, the newest submitted reviews (at most this many) are compared with the candidate and its parent.
 # Each review's mosaic costs a fast-mode prediction by the candidate (about 2.5 min for a 3000 x 3000 working
 # mosaic on 2 CPU cores, seconds on a GPU) unless the held-out evaluation made it already, and one by the parent
@@ -296,7 +295,7 @@ def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
         raise TrainingRejected("The candidate has no parent version to start from.")
     data = training_data(params.labels)
     mosaics = data["train"]
-    n_val = int(len(mosaics) * VALIDATION_SHARE) if len(mosaics) >= 2 else 0
+    n_val = validation_count(len(mosaics))
     train_set, val_set = mosaics[n_val:], mosaics[:n_val]
     pairs = [(read_raster(m.folder / "working.png"), labels) for m, labels in train_set]
     val_pairs = [(read_raster(m.folder / "working.png"), labels) for m, labels in val_set]
@@ -312,14 +311,12 @@ def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
         progress(0.85 * fraction, message, {"history": history, "steps": steps[-2000:], "phase": "training"},
                  force=info.get("event") == "epoch")
 
-    smallest = min(min(image.shape) for image, _ in pairs + val_pairs)
-    patch = min(DEFAULT_PATCH, smallest // PATCH_MULTIPLE * PATCH_MULTIPLE)  # small mosaics train on smaller patches
-    if patch < MIN_PATCH:
-        raise TrainingRejected(f"A training mosaic is only {smallest} working pixels wide; at least {MIN_PATCH} "
-                               "are needed.")
-    config = TrainConfig(epochs=params.epochs, lr=params.lr, seed=params.seed, patch=patch,
-                         max_steps_per_epoch=params.steps_per_epoch, checkpoint_dir=_checkpoint_dir(job),
-                         device="auto")
+    try:
+        patch = finetune_patch(image.shape for image, _ in pairs + val_pairs)  # smaller only for small mosaics
+    except ValueError as exc:
+        raise TrainingRejected(str(exc)) from exc
+    config = finetune_config(epochs=params.epochs, lr=params.lr, steps_per_epoch=params.steps_per_epoch,
+                             seed=params.seed, patch=patch, checkpoint_dir=_checkpoint_dir(job), device="auto")
     result = train(None, pairs, val_pairs, config, progress=report, resume=True, base_weights=base.weights_path)
     info = {"history": history, "steps": steps[-2000:], "phase": "evaluating"}
     reviews, submitted = reviews_to_compare()
@@ -352,6 +349,7 @@ def finetune_run(*, job: Job, progress: ProgressReporter) -> str:
         "labelled_pixels_per_class": {
             str(k): int(sum(np.count_nonzero(labels == k) for _, labels in mosaics)) for k in range(NUM_CLASSES)},
         "epochs": params.epochs, "lr": params.lr, "steps_per_epoch": params.steps_per_epoch,
+        "ce_weight": config.ce_weight,
         "history": history,
     }
     metrics = {"held_out": candidate_metrics, "parent_held_out": parent_metrics, "reviews": review_metrics}
