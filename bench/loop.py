@@ -177,7 +177,8 @@ def chart(r: dict, clinic_image: np.ndarray, uncertainty: np.ndarray, boxes: lis
     if any(h["val_loss"] is not None for h in r["history"]):
         ax.plot(ends, [h["val_loss"] for h in r["history"]], "s--", color="#ff7f0e", label="validation loss")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (Dice on the corrections)")
+    ax.set_ylabel(f"loss on the corrections (Dice + {r['config']['ce_weight']:g} × CE)"
+                  if r["config"]["ce_weight"] else "loss on the corrections (Dice)")
     ax.set_title(f"the round: {r['round_seconds']:.0f} s", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
