@@ -37,13 +37,14 @@ from ..ml.finetune import (
     finetune_patch,
     validation_count,
 )
-from ..ml.infer import predict_mosaic
+from ..ml.infer import optimise_for_cpu, predict_mosaic
 from ..ml.metrics import SegmentationReport, confusion_matrix
 from ..ml.train import train
 from ..ml.weights import load_model, save_model
 from ..models import Job, ModelVersion, Prediction
 from .jobs import JobCancelled, ProgressReporter, job_create, job_enqueue
 from .models import _sha256
+from .predictions import predict_precision
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +160,15 @@ def _checkpoint_dir(job: Job) -> Path:
 
 
 def fast_labels(model: Any, mosaic: Mosaic) -> np.ndarray:
-    """``model``'s label map of ``mosaic``, uint8 ``(H, W)`` at working resolution, by fast-mode tiled inference."""
+    """``model``'s label map of ``mosaic``, uint8 ``(H, W)`` at working resolution, by fast-mode tiled inference.
+
+    On the CPU in the number format prediction jobs use (bfloat16 where native; int8 is for paper mode only and
+    gives float32 here), so a candidate is scored as it will predict once promoted, and alike with its parent's
+    stored predictions, which the comparison with the reviews reuses."""
     image = read_raster(mosaic.folder / "working.png")
     device = next(model.parameters()).device  # a candidate trained on a GPU is evaluated there
+    if device.type == "cpu":
+        model = optimise_for_cpu(model, precision="bfloat16" if predict_precision() == "bfloat16" else "float32")
     return predict_mosaic(model, image, mode="fast", keep_probabilities=False, device=device).labels
 
 
